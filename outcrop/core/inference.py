@@ -1,0 +1,255 @@
+"""Inference: resolve the model, load its engine once, generate, parse tool calls, apply stop sequences."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from outcrop import modelpacks
+from outcrop.core.catalog import SMOLLM2_ID, Catalog, Resolved
+from outcrop.core.tools import OutputFilter, parse_tool_calls
+from outcrop.engines.base import Engine, EngineContext, EngineDone, EngineText, EngineToolCall
+from outcrop.errors import Invalid, ModelError, ModelNotReady, OutcropError
+from outcrop.settings import Settings
+from outcrop.types import (
+    ChatEvent,
+    ChatRequest,
+    ChatResponse,
+    ContentBlock,
+    EmbeddingRequest,
+    EmbeddingResult,
+    Finished,
+    ImageBlock,
+    ModelSpec,
+    StopReason,
+    TextBlock,
+    TextDelta,
+    ToolCall,
+    ToolResultBlock,
+    ToolUseBlock,
+    Usage,
+)
+
+log = logging.getLogger("outcrop.inference")
+
+
+class ModelPool:
+    """Loads each model once, lazily, and shares the engine between all requests."""
+
+    def __init__(self, settings: Settings, engine_classes: dict[str, type[Engine]]) -> None:
+        self.settings = settings
+        self.engine_classes = engine_classes
+        self.engines: dict[str, Engine] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.fallbacks: dict[str, str] = {}
+
+    async def get(self, spec: ModelSpec, catalog: Catalog) -> Engine:
+        engine = self.engines.get(spec.model_id)
+        if engine is not None:
+            return engine
+        lock = self._locks.setdefault(spec.model_id, asyncio.Lock())
+        async with lock:
+            if spec.model_id not in self.engines:
+                self.engines[spec.model_id] = await asyncio.to_thread(self.load, spec, catalog)
+            return self.engines[spec.model_id]
+
+    def load(self, spec: ModelSpec, catalog: Catalog) -> Engine:
+        cls = self.engine_classes.get(spec.engine)
+        if cls is None:
+            raise ModelNotReady(f"model {spec.model_id} needs engine {spec.engine!r}, which is not installed")
+        try:
+            path = self.model_path(spec)
+        except ModelNotReady:
+            fallback = self._fallback(spec, catalog)
+            if fallback is None:
+                raise
+            return self.load(fallback, catalog)
+        context = EngineContext(
+            model_path=path,
+            threads=self.settings.effective_threads,
+            slots=self.settings.slots,
+            context_size=self.settings.context_size,
+        )
+        engine = cls(spec, context)
+        started = time.perf_counter()
+        engine.load()
+        log.info("loaded %s (%s) in %.2fs", spec.model_id, spec.engine, time.perf_counter() - started)
+        return engine
+
+    def model_path(self, spec: ModelSpec) -> str | None:
+        if spec.pack:
+            return str(modelpacks.pack_path(modelpacks.PACKS[spec.pack], self.settings.model_cache))
+        return spec.path
+
+    def _fallback(self, spec: ModelSpec, catalog: Catalog) -> ModelSpec | None:
+        # DESIGN.md §3: if the default chat pack is missing, serve SmolLM2 — loudly, never a fake.
+        if spec.model_id != self.settings.default_chat_model or spec.model_id == SMOLLM2_ID:
+            return None
+        fallback = catalog.models.get(SMOLLM2_ID)
+        if fallback is None:
+            return None
+        log.warning("!!! default chat model %s is unavailable; FALLING BACK to %s", spec.model_id, SMOLLM2_ID)
+        self.fallbacks[spec.model_id] = SMOLLM2_ID
+        return fallback
+
+    def close(self) -> None:
+        for engine in self.engines.values():
+            engine.close()
+        self.engines.clear()
+
+
+class InferenceService:
+    def __init__(self, settings: Settings, catalog: Catalog, pool: ModelPool) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.pool = pool
+
+    def resolve(self, model_id: str) -> Resolved:
+        return self.catalog.resolve(model_id)
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        started = time.perf_counter()
+        text: list[str] = []
+        calls: list[ToolUseBlock] = []
+        finished: Finished | None = None
+        async for event in self.chat_stream(request):
+            if isinstance(event, TextDelta):
+                text.append(event.text)
+            elif isinstance(event, ToolCall):
+                calls.append(event.block)
+            else:
+                finished = event
+        assert finished is not None
+        content: list[ContentBlock] = []
+        if "".join(text) or not calls:
+            content.append(TextBlock("".join(text)))
+        content.extend(calls)
+        latency = int((time.perf_counter() - started) * 1000)
+        return ChatResponse(content, finished.stop_reason, finished.usage, latency)
+
+    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+        resolved = self.resolve(request.model_id)
+        spec = resolved.spec
+        self._validate_chat(request, spec)
+        engine = await self.pool.get(spec, self.catalog)
+        if request.config.max_tokens is None:
+            request.config.max_tokens = self.settings.max_output_tokens
+        started = time.perf_counter()
+        first_token: float | None = None
+        out = OutputFilter(stop=list(request.config.stop), hold_tools=bool(request.tools))
+        engine_calls: list[ToolUseBlock] = []
+        done: EngineDone | None = None
+        cancel = threading.Event()
+        stream = engine.stream(request, cancel)
+        try:
+            async for event in stream:
+                if isinstance(event, EngineText):
+                    if first_token is None:
+                        first_token = time.perf_counter()
+                    released = out.feed(event.text)
+                    if released:
+                        yield TextDelta(released)
+                    if out.stopped:
+                        cancel.set()  # keep draining: the engine still reports usage
+                elif isinstance(event, EngineToolCall):
+                    engine_calls.append(event.block)
+                else:
+                    done = event
+        except OutcropError:
+            raise
+        except Exception as exc:  # an engine bug must not surface as a bare 500
+            raise ModelError(f"model {spec.model_id} failed: {exc}") from exc
+        finally:
+            await _aclose(stream)
+        held = out.flush()
+        calls = list(engine_calls)
+        if held and request.tools and not out.stopped:
+            held, parsed = parse_tool_calls(held, request.tools)
+            calls.extend(parsed)
+            if parsed and out.released.strip() and held:
+                held = "\n" + held
+        if held and not (out.stopped and not out.holding):
+            yield TextDelta(held)
+        for block in calls:
+            yield ToolCall(block)
+        usage = Usage(done.input_tokens, done.output_tokens) if done else Usage()
+        ttft = (first_token - started) * 1000 if first_token else None
+        yield Finished(_stop_reason(out.stopped, calls, done), usage, ttft)
+
+    def _validate_chat(self, request: ChatRequest, spec: ModelSpec) -> None:
+        if spec.kind != "chat":
+            raise Invalid(f"Model {request.model_id} is an embedding model; it cannot generate text.")
+        if request.tools and not spec.supports_tools:
+            raise Invalid(f"This model doesn't support tool use: {request.model_id}.")
+        if request.tool_choice.mode == "tool" and request.tool_choice.name not in {t.name for t in request.tools}:
+            raise Invalid(f"toolChoice names tool {request.tool_choice.name!r}, which is not in toolConfig.tools")
+        if "IMAGE" not in spec.input_modalities and _has_images(request):
+            raise Invalid(f"This model doesn't support image input: {request.model_id}. Use a vision model.")
+        if request.prompt is None and not request.messages:
+            raise Invalid("messages must contain at least one message")
+        if request.messages and request.messages[0].role != "user":
+            raise Invalid("A conversation must start with a user message. Try again with a conversation that starts with a user message.")
+        for message in request.messages:
+            if not message.content:
+                raise Invalid("A message's content must not be empty")
+        if request.config.max_tokens is not None and request.config.max_tokens < 1:
+            raise Invalid("maxTokens must be at least 1")
+        t = request.config.temperature
+        if t is not None and not 0 <= t <= 2:
+            raise Invalid("temperature must be between 0 and 2")
+        p = request.config.top_p
+        if p is not None and not 0 <= p <= 1:
+            raise Invalid("topP must be between 0 and 1")
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
+        resolved = self.resolve(request.model_id)
+        if resolved.spec.kind != "embedding":
+            raise Invalid(f"Model {request.model_id} is not an embedding model.")
+        if not request.texts:
+            raise Invalid("at least one input text is required")
+        engine = await self.pool.get(resolved.spec, self.catalog)
+        return await engine.aembed(request.texts, request.dimensions, request.normalize)
+
+    async def count_tokens(self, request: ChatRequest) -> int:
+        resolved = self.resolve(request.model_id)
+        if resolved.spec.kind != "chat":
+            raise Invalid(f"CountTokens is not supported for {request.model_id}")
+        engine = await self.pool.get(resolved.spec, self.catalog)
+        return await engine.acount_tokens(request)
+
+    async def warm(self, model_id: str) -> None:
+        resolved = self.resolve(model_id)
+        await self.pool.get(resolved.spec, self.catalog)
+
+    def loaded(self) -> dict[str, Any]:
+        return {model_id: engine.spec.engine for model_id, engine in self.pool.engines.items()}
+
+
+def _stop_reason(stopped: bool, calls: list[ToolUseBlock], done: EngineDone | None) -> StopReason:
+    if calls:
+        return "tool_use"
+    if stopped:
+        return "stop_sequence"
+    if done is not None and done.finish_reason == "length":
+        return "max_tokens"
+    return "end_turn"
+
+
+def _has_images(request: ChatRequest) -> bool:
+    for message in request.messages:
+        for block in message.content:
+            if isinstance(block, ImageBlock):
+                return True
+            if isinstance(block, ToolResultBlock) and any(isinstance(b, ImageBlock) for b in block.content):
+                return True
+    return False
+
+
+async def _aclose(stream: Any) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()

@@ -1,0 +1,1 @@
+"""Model backends, one module each; registered through the `register_engines` hook."""

@@ -1,0 +1,18 @@
+"""The built-in engines, registered through the same hook as third-party ones (imports stay lazy)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from outcrop.plugins import hookimpl
+
+
+@hookimpl
+def register_engines(register: Callable[[type[Any]], None]) -> None:
+    from outcrop.engines.embeddings import SentenceTransformersEngine
+    from outcrop.engines.llamacpp import LlamaCppEngine
+    from outcrop.engines.openai_compat import OpenAICompatibleEngine
+
+    for cls in (LlamaCppEngine, SentenceTransformersEngine, OpenAICompatibleEngine):
+        register(cls)

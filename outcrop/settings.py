@@ -1,0 +1,84 @@
+"""One typed Settings object (OUTCROP_ environment prefix, optional outcrop.toml), validated at start-up."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("OUTCROP_HOME", Path.home() / ".outcrop"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OUTCROP_", toml_file="outcrop.toml", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home, description="data dir: database, keys, model cache")
+    host: str = "127.0.0.1"
+    port: int = Field(8480, ge=0, le=65535)
+    region: str = "us-east-1"
+    models_file: Path | None = Field(None, description="extra models (TOML); default <home>/models.toml")
+    default_chat_model: str = "qwen.qwen2-5-coder-0-5b-instruct-v1:0"
+    default_embedding_model: str = "sentence-transformers.all-minilm-l6-v2-v1:0"
+    threads: int = Field(0, ge=0, description="inference threads per model; 0 = all cores")
+    slots: int = Field(4, ge=1, le=64, description="parallel sequences per chat model (continuous batching)")
+    context_size: int = Field(8192, ge=512, description="total KV cache, shared by the slots")
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_output_tokens: int = Field(4096, ge=1)
+    allow_public_bind: bool = False
+    log_level: str = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _refuse_public_bind(self) -> Settings:
+        # Until TLS and policies land (issue 3), a public bind would expose keys over plain HTTP.
+        if not self.allow_public_bind and not _is_loopback(self.host):
+            raise ValueError(
+                f"refusing to bind {self.host}: not a loopback address and TLS is not configured; "
+                "set OUTCROP_ALLOW_PUBLIC_BIND=1 to override"
+            )
+        return self
+
+    @property
+    def models_path(self) -> Path:
+        return self.models_file or self.home / "models.toml"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.home / 'outcrop.db'}"
+
+    @property
+    def effective_threads(self) -> int:
+        return self.threads or os.cpu_count() or 1
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
