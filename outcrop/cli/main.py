@@ -1,0 +1,22 @@
+"""The `outcrop` command: one module per command group, plugins may add more."""
+
+from __future__ import annotations
+
+import typer
+
+from outcrop.cli import chat, models, serve
+
+app = typer.Typer(name="outcrop", help="Amazon Bedrock's capabilities on your own hardware.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+app.command("serve")(serve.serve)
+app.command("env")(serve.env)
+app.add_typer(models.app, name="models")
+app.command("chat")(chat.chat)
+app.command("embed")(chat.embed)
+
+
+def main() -> None:
+    from outcrop.plugins import plugin_manager
+
+    plugin_manager().hook.register_commands(cli=app)
+    app()

@@ -1,0 +1,64 @@
+"""`outcrop serve` and `outcrop env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from outcrop.cli.common import console, friendly_errors, load_settings, prepare_packs
+
+
+def export_lines(host: str, port: int, region: str, creds: object) -> str:
+    endpoint = f"http://{host}:{port}"
+    return (f"export AWS_ENDPOINT_URL={endpoint} AWS_REGION={region} AWS_DEFAULT_REGION={region}\n"
+            f"export AWS_ACCESS_KEY_ID={creds.access_key_id} AWS_SECRET_ACCESS_KEY={creds.secret_access_key}\n"  # type: ignore[attr-defined]
+            f"export OPENAI_BASE_URL={endpoint}/v1 OPENAI_API_KEY={creds.api_key}")  # type: ignore[attr-defined]
+
+
+def serve(
+    host: str = typer.Option(None, help="address to bind (default 127.0.0.1)"),
+    port: int = typer.Option(None, help="port (default 8480)"),
+    models_file: Path = typer.Option(None, "--models-file", help="extra models (TOML)"),
+    prepare: bool = typer.Option(True, help="assemble and verify the default model packs before serving"),
+) -> None:
+    """Start the server (Bedrock + OpenAI APIs) on the local models."""
+    import uvicorn
+
+    from outcrop import modelpacks
+    from outcrop.server.app import create_app
+    from outcrop.server.deps import Services
+
+    settings = load_settings(host=host, port=port, models_file=models_file)
+    with friendly_errors():
+        if prepare:
+            try:
+                prepare_packs(settings, [p.name for p in modelpacks.DEFAULT_PACKS])
+            except Exception as exc:  # the server still starts: missing packs fall back or answer ModelNotReady
+                console.print(f"[yellow bold]warning:[/yellow bold] model packs not ready: {exc}")
+        services = Services.build(settings)
+        created = services.identity.bootstrap()
+    creds = services.identity.credentials()
+    if created:
+        console.print("[bold]First start: created the default account.[/bold] Secrets are shown once and kept in "
+                      f"{services.identity.credentials_path} (mode 0600).")
+    if creds is not None:
+        console.print(f"Point AWS SDKs and the openai SDK at Outcrop with:\n")
+        print(export_lines(settings.host, settings.port, settings.region, creds), flush=True)
+    app = create_app(settings, services)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
+
+
+def env() -> None:
+    """Print the export lines that point AWS SDKs and the openai SDK at this server."""
+    from outcrop.core.identity import Credentials
+
+    settings = load_settings()
+    path = settings.home / "credentials.json"
+    if not path.exists():
+        console.print(f"[red]no credentials in {path}; run `outcrop serve` once first[/red]")
+        raise typer.Exit(1)
+    import json
+
+    creds = Credentials(**json.loads(path.read_text()))
+    print(export_lines(settings.host, settings.port, settings.region, creds))

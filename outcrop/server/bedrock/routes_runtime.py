@@ -1,0 +1,173 @@
+"""bedrock-runtime: Converse, ConverseStream, InvokeModel, InvokeModelWithResponseStream, CountTokens."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response, StreamingResponse
+
+from outcrop.core.identity import Caller
+from outcrop.errors import Invalid
+from outcrop.server.bedrock import eventstream, translate
+from outcrop.server.bedrock.families import ChatFamily, EmbeddingFamily, family_for
+from outcrop.server.bedrock.wire import exception_frame, json_response, parse_json
+from outcrop.server.deps import caller, services
+from outcrop.types import ChatRequest, Finished, TextDelta, ToolCall
+
+router = APIRouter()
+EVENTSTREAM = "application/vnd.amazon.eventstream"
+
+
+def model_label(request: Request) -> str:
+    """The {modelId} label from the raw path: an ARN's `/` arrives as `%2F`, inside one segment."""
+    raw = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
+    segments = raw.split("/")
+    return unquote(segments[segments.index("model") + 1])
+
+
+@router.post("/model/{model_id:path}/converse")
+async def converse(request: Request, who: Caller = Depends(caller)) -> Response:
+    chat = translate.converse_request(model_label(request), parse_json(await request.body()))
+    response = await services(request).inference.chat(chat)
+    return json_response(translate.converse_response(response))
+
+
+@router.post("/model/{model_id:path}/converse-stream")
+async def converse_stream(request: Request, who: Caller = Depends(caller)) -> Response:
+    started = time.perf_counter()
+    chat = translate.converse_request(model_label(request), parse_json(await request.body()))
+    events = await _started(services(request).inference.chat_stream(chat))
+    return StreamingResponse(_converse_frames(events, started), media_type=EVENTSTREAM)
+
+
+async def _converse_frames(events: AsyncIterator[Any], started: float) -> AsyncIterator[bytes]:
+    encoder = translate.ConverseStreamEncoder()
+    for name, payload in encoder.start():
+        yield eventstream.event(name, payload)
+    try:
+        async for event in events:
+            latency = int((time.perf_counter() - started) * 1000)
+            for name, payload in encoder.encode(event, latency):
+                yield eventstream.event(name, payload)
+    except Exception as exc:  # after the 200 went out, failures travel as exception frames
+        yield exception_frame(exc)
+
+
+@router.post("/model/{model_id:path}/invoke")
+async def invoke_model(request: Request, who: Caller = Depends(caller)) -> Response:
+    svc = services(request)
+    requested, family, body = _family(request, svc, await request.body())
+    started = time.perf_counter()
+    if _is_embedding(family):
+        emb = family.request(requested, body)  # type: ignore[union-attr]
+        result = await svc.inference.embed(emb)
+        payload = family.response(body, emb, result)  # type: ignore[union-attr,call-arg,arg-type]
+        tokens_in, tokens_out = result.input_tokens, 0
+    else:
+        chat = family.request(requested, body)
+        response = await svc.inference.chat(chat)
+        payload = family.response(requested, response)  # type: ignore[call-arg,arg-type]
+        tokens_in, tokens_out = response.usage.input_tokens, response.usage.output_tokens
+    latency = int((time.perf_counter() - started) * 1000)
+    return json_response(payload, headers={
+        "X-Amzn-Bedrock-Input-Token-Count": str(tokens_in),
+        "X-Amzn-Bedrock-Output-Token-Count": str(tokens_out),
+        "X-Amzn-Bedrock-Invocation-Latency": str(latency),
+    })
+
+
+@router.post("/model/{model_id:path}/invoke-with-response-stream")
+async def invoke_model_stream(request: Request, who: Caller = Depends(caller)) -> Response:
+    svc = services(request)
+    requested, family, body = _family(request, svc, await request.body())
+    if _is_embedding(family):
+        raise Invalid(f"The model {requested} does not support response streaming.")
+    chat = family.request(requested, body)
+    renderer = family.stream(requested)  # type: ignore[union-attr]
+    started = time.perf_counter()
+    events = await _started(svc.inference.chat_stream(chat))
+    return StreamingResponse(_chunk_frames(events, renderer, started), media_type=EVENTSTREAM,
+                             headers={"X-Amzn-Bedrock-Content-Type": "application/json"})
+
+
+async def _chunk_frames(events: AsyncIterator[Any], renderer: Any, started: float) -> AsyncIterator[bytes]:
+    first: int | None = None
+
+    def frames(chunks: list[dict[str, Any]]) -> list[bytes]:
+        return [eventstream.event("chunk", {"bytes": base64.b64encode(json.dumps(c).encode()).decode()})
+                for c in chunks]
+
+    try:
+        for frame in frames(renderer.start()):
+            yield frame
+        async for event in events:
+            if isinstance(event, TextDelta):
+                first = first if first is not None else int((time.perf_counter() - started) * 1000)
+                chunks = renderer.text(event.text)
+            elif isinstance(event, ToolCall):
+                chunks = renderer.tool(event.block)
+            else:
+                assert isinstance(event, Finished)
+                latency = int((time.perf_counter() - started) * 1000)
+                chunks = renderer.finish(event, {"latency": latency, "first_byte": first or latency})
+            for frame in frames(chunks):
+                yield frame
+    except Exception as exc:
+        yield exception_frame(exc)
+
+
+@router.post("/model/{model_id:path}/count-tokens")
+async def count_tokens(request: Request, who: Caller = Depends(caller)) -> Response:
+    svc = services(request)
+    model_id = model_label(request)
+    body = parse_json(await request.body())
+    source = body.get("input")
+    if not isinstance(source, dict) or len(source) != 1 or not set(source) <= {"converse", "invokeModel"}:
+        raise Invalid("Malformed input request: input must contain exactly one of converse, invokeModel")
+    if "converse" in source:
+        chat: ChatRequest = translate.converse_request(model_id, source["converse"] or {})
+    else:
+        raw = (source["invokeModel"] or {}).get("body")
+        if not isinstance(raw, str):
+            raise Invalid("Malformed input request: input.invokeModel.body is required")
+        try:
+            decoded = base64.b64decode(raw, validate=True)
+        except ValueError:
+            raise Invalid("Malformed input request: input.invokeModel.body is not valid base64") from None
+        requested, family, inner = _family(request, svc, decoded)
+        if _is_embedding(family):
+            raise Invalid(f"CountTokens is not supported for {requested}")
+        chat = family.request(requested, inner)
+    return json_response({"inputTokens": await svc.inference.count_tokens(chat)})
+
+
+def _family(request: Request, svc: Any, raw: bytes) -> tuple[str, ChatFamily | EmbeddingFamily, dict[str, Any]]:
+    model_id = model_label(request)
+    resolved = svc.inference.resolve(model_id)
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if content_type not in ("application/json", "*/*", ""):
+        raise Invalid(f"Unsupported content type {content_type!r}; send application/json")
+    return model_id, family_for(resolved.requested, resolved.spec.kind), parse_json(raw)
+
+
+def _is_embedding(family: object) -> bool:
+    return bool(getattr(family, "embeds", False))
+
+
+async def _started(events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """Run the stream up to its first event before answering, so that validation, unknown models and
+    load failures become ordinary JSON errors with a 4xx status rather than mid-stream frames."""
+    first = await anext(events)
+
+    async def chained() -> AsyncIterator[Any]:
+        yield first
+        async for event in events:
+            yield event
+
+    return chained()

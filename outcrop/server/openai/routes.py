@@ -1,0 +1,119 @@
+"""OpenAI API under /v1: models, chat completions, completions, embeddings."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response, StreamingResponse
+
+from outcrop.core.identity import Caller
+from outcrop.server.deps import bearer_caller, services
+from outcrop.server.openai import translate
+from outcrop.server.openai.wire import error_body, json_response, parse_json
+from outcrop.types import Finished, TextDelta, ToolCall
+
+router = APIRouter(prefix="/v1")
+
+
+@router.get("/models")
+async def list_models(request: Request, who: Caller = Depends(bearer_caller)) -> Response:
+    catalog = services(request).catalog
+    data = [{"id": model_id, "object": "model", "created": 0, "owned_by": provider}
+            for model_id, provider, _, _ in catalog.foundation_models()]
+    return json_response({"object": "list", "data": data})
+
+
+@router.get("/models/{model_id:path}")
+async def get_model(model_id: str, request: Request, who: Caller = Depends(bearer_caller)) -> Response:
+    resolved = services(request).catalog.resolve(model_id)
+    return json_response({"id": model_id, "object": "model", "created": 0, "owned_by": resolved.spec.provider})
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request, who: Caller = Depends(bearer_caller)) -> Response:
+    body = parse_json(await request.body())
+    chat = translate.chat_request(body)
+    inference = services(request).inference
+    if not body.get("stream"):
+        return json_response(translate.chat_response(chat.model_id, await inference.chat(chat)))
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    events = await _started(inference.chat_stream(chat))
+    return StreamingResponse(_chat_sse(chat.model_id, events, include_usage), media_type="text/event-stream")
+
+
+async def _chat_sse(model: str, events: AsyncIterator[Any], include_usage: bool) -> AsyncIterator[bytes]:
+    base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": model}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        payload = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra}
+        return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    calls = 0
+    try:
+        async for event in events:
+            if isinstance(event, TextDelta):
+                yield chunk({"content": event.text})
+            elif isinstance(event, ToolCall):
+                yield chunk({"tool_calls": [{"index": calls, **translate.tool_call_json(event.block)}]})
+                calls += 1
+            elif isinstance(event, Finished):
+                yield chunk({}, translate.FINISH[event.stop_reason])
+                if include_usage:
+                    usage = translate.usage_json(event.usage.input_tokens, event.usage.output_tokens)
+                    yield b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n"
+    except Exception as exc:  # after the 200: report in-band, as OpenAI does
+        yield b"data: " + json.dumps(error_body(exc)[1]).encode() + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+@router.post("/completions")
+async def completions(request: Request, who: Caller = Depends(bearer_caller)) -> Response:
+    body = parse_json(await request.body())
+    chat = translate.completion_request(body)
+    inference = services(request).inference
+    if not body.get("stream"):
+        return json_response(translate.completion_response(chat.model_id, await inference.chat(chat)))
+    events = await _started(inference.chat_stream(chat))
+    return StreamingResponse(_completion_sse(chat.model_id, events), media_type="text/event-stream")
+
+
+async def _completion_sse(model: str, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    base = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()), "model": model}
+    try:
+        async for event in events:
+            choice: dict[str, Any] | None = None
+            if isinstance(event, TextDelta):
+                choice = {"index": 0, "text": event.text, "logprobs": None, "finish_reason": None}
+            elif isinstance(event, Finished):
+                choice = {"index": 0, "text": "", "logprobs": None, "finish_reason": translate.FINISH[event.stop_reason]}
+            if choice is not None:
+                yield b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n"
+    except Exception as exc:
+        yield b"data: " + json.dumps(error_body(exc)[1]).encode() + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+@router.post("/embeddings")
+async def embeddings(request: Request, who: Caller = Depends(bearer_caller)) -> Response:
+    emb, encoding = translate.embedding_request(parse_json(await request.body()))
+    result = await services(request).inference.embed(emb)
+    return json_response(translate.embedding_response(emb.model_id, result, encoding))
+
+
+async def _started(events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """Reach the first event before the 200 goes out, so bad input still gets a proper error status."""
+    first = await anext(events)
+
+    async def chained() -> AsyncIterator[Any]:
+        yield first
+        async for event in events:
+            yield event
+
+    return chained()
