@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 Role = Literal["user", "assistant"]
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"]
@@ -34,7 +34,7 @@ class ToolResultBlock:
     status: str | None = None  # "success" | "error"
 
 
-ContentBlock = Union[TextBlock, ImageBlock, ToolUseBlock, ToolResultBlock]
+ContentBlock = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
 
 
 @dataclass
@@ -117,7 +117,7 @@ class Finished:
     first_token_ms: float | None = None
 
 
-ChatEvent = Union[TextDelta, ToolCall, Finished]
+ChatEvent = TextDelta | ToolCall | Finished
 
 
 @dataclass

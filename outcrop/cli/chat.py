@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from pathlib import Path
 
 import typer
 
@@ -35,7 +36,7 @@ def chat(
     tools = []
     if tools_file:
         tools = [ToolSpec(t["name"], t.get("description", ""), t.get("input_schema", {"type": "object"}))
-                 for t in json.loads(open(tools_file).read())]
+                 for t in json.loads(Path(tools_file).read_text())]
     history: list[Message] = []
 
     async def turn(text: str) -> None:

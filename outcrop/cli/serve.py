@@ -43,7 +43,7 @@ def serve(
         console.print("[bold]First start: created the default account.[/bold] Secrets are shown once and kept in "
                       f"{services.identity.credentials_path} (mode 0600).")
     if creds is not None:
-        console.print(f"Point AWS SDKs and the openai SDK at Outcrop with:\n")
+        console.print("Point AWS SDKs and the openai SDK at Outcrop with:\n")
         print(export_lines(settings.host, settings.port, settings.region, creds), flush=True)
     app = create_app(settings, services)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)

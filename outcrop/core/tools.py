@@ -75,7 +75,7 @@ def _as_call(value: Any, names: set[str]) -> ToolUseBlock | None:
     name = value.get("name") or value.get("tool") or value.get("tool_name")
     if name not in names:
         return None
-    arguments = next((value[k] for k in ("arguments", "parameters", "input", "args") if k in value), {})
+    arguments: Any = next((value[k] for k in ("arguments", "parameters", "input", "args") if k in value), {})
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments)
@@ -122,9 +122,9 @@ class OutputFilter:
                 self.pending = self.pending[:at]
                 self.stopped = True
         if self.hold_tools and not self.holding:
-            at = self._marker_at(self.pending)
-            if at is not None:
-                out, self.pending = self.pending[:at], self.pending[at:]
+            marker = self._marker_at(self.pending)
+            if marker is not None:
+                out, self.pending = self.pending[:marker], self.pending[marker:]
                 self.holding = True
                 return self._release(out)
         if self.holding:
@@ -146,7 +146,7 @@ class OutputFilter:
         return text
 
     def _marker_at(self, text: str) -> int | None:
-        positions = []
+        positions: list[int] = []
         for marker in ("<tool_call>", "```"):
             at = text.find(marker)
             if at != -1:

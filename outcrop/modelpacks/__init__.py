@@ -123,9 +123,9 @@ def pack_path(pack: Pack, cache: Path, progress: Progress | None = None) -> Path
         return locate_member(dist, version, pack.member)
     target = cache / pack.filename
     stamp = target.with_suffix(target.suffix + ".sha256")
-    if target.exists() and stamp.exists() and stamp.read_text().strip() == pack.sha256:
-        if pack.size is None or target.stat().st_size == pack.size:
-            return target
+    verified = target.exists() and stamp.exists() and stamp.read_text().strip() == pack.sha256
+    if verified and (pack.size is None or target.stat().st_size == pack.size):
+        return target
     parts = [
         locate_member(dist, version, pack.member.format(n=n))
         for n, (dist, version) in enumerate(pack.packages, start=1)

@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 from outcrop.core.identity import Caller
 from outcrop.errors import Invalid
 from outcrop.server.bedrock import eventstream, translate
-from outcrop.server.bedrock.families import ChatFamily, EmbeddingFamily, family_for
+from outcrop.server.bedrock.families import family_for
 from outcrop.server.bedrock.wire import exception_frame, json_response, parse_json
 from outcrop.server.deps import caller, services
 from outcrop.types import ChatRequest, Finished, TextDelta, ToolCall
@@ -65,14 +65,14 @@ async def invoke_model(request: Request, who: Caller = Depends(caller)) -> Respo
     requested, family, body = _family(request, svc, await request.body())
     started = time.perf_counter()
     if _is_embedding(family):
-        emb = family.request(requested, body)  # type: ignore[union-attr]
+        emb = family.request(requested, body)
         result = await svc.inference.embed(emb)
-        payload = family.response(body, emb, result)  # type: ignore[union-attr,call-arg,arg-type]
+        payload = family.response(body, emb, result)
         tokens_in, tokens_out = result.input_tokens, 0
     else:
         chat = family.request(requested, body)
         response = await svc.inference.chat(chat)
-        payload = family.response(requested, response)  # type: ignore[call-arg,arg-type]
+        payload = family.response(requested, response)
         tokens_in, tokens_out = response.usage.input_tokens, response.usage.output_tokens
     latency = int((time.perf_counter() - started) * 1000)
     return json_response(payload, headers={
@@ -89,7 +89,7 @@ async def invoke_model_stream(request: Request, who: Caller = Depends(caller)) -
     if _is_embedding(family):
         raise Invalid(f"The model {requested} does not support response streaming.")
     chat = family.request(requested, body)
-    renderer = family.stream(requested)  # type: ignore[union-attr]
+    renderer = family.stream(requested)
     started = time.perf_counter()
     events = await _started(svc.inference.chat_stream(chat))
     return StreamingResponse(_chunk_frames(events, renderer, started), media_type=EVENTSTREAM,
@@ -147,7 +147,7 @@ async def count_tokens(request: Request, who: Caller = Depends(caller)) -> Respo
     return json_response({"inputTokens": await svc.inference.count_tokens(chat)})
 
 
-def _family(request: Request, svc: Any, raw: bytes) -> tuple[str, ChatFamily | EmbeddingFamily, dict[str, Any]]:
+def _family(request: Request, svc: Any, raw: bytes) -> tuple[str, Any, dict[str, Any]]:
     model_id = model_label(request)
     resolved = svc.inference.resolve(model_id)
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()

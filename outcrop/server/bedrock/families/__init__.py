@@ -54,7 +54,7 @@ def family_for(requested_id: str, kind: str) -> ChatFamily | EmbeddingFamily:
     if prefix == "mistral":
         return mistral.Mistral()
     if requested_id.startswith("ai21.j2"):
-        return ai21.Jurassic()
+        return ai21.Jurassic()  # type: ignore[return-value]
     return ai21.Jamba()  # ai21.jamba* and every local model: the OpenAI-style messages body
 
 

@@ -43,7 +43,7 @@ class Jurassic:
                 "completions": [{"data": {"text": response.text, "tokens": []},
                                  "finishReason": {"reason": _J2_REASON[response.stop_reason]}}]}
 
-    def stream(self, model_id: str) -> Jamba:
+    def stream(self, model_id: str) -> _JambaStream:
         raise Invalid("Jurassic-2 models do not support InvokeModelWithResponseStream")
 
 
