@@ -1,0 +1,115 @@
+"""One live server per test session: a free port, a temp data dir, the real default models."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+
+from outcrop.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    endpoint: str
+    home: Path
+    creds: dict[str, str]
+    process: subprocess.Popen[bytes]
+
+    def client(self, service: str, **overrides: object):  # type: ignore[no-untyped-def]
+        config = Config(retries={"total_max_attempts": 1}, read_timeout=600, connect_timeout=10)
+        kwargs: dict[str, object] = {"endpoint_url": self.endpoint, "region_name": "us-east-1", "config": config,
+                                     "aws_access_key_id": self.creds["access_key_id"],
+                                     "aws_secret_access_key": self.creds["secret_access_key"]}
+        kwargs.update(overrides)
+        return boto3.client(service, **kwargs)  # type: ignore[call-overload]
+
+
+def start_server(home: Path, port: int, extra_env: dict[str, str] | None = None) -> LiveServer:
+    home.mkdir(parents=True, exist_ok=True)
+    shared = Settings(home=Path(os.environ.get("OUTCROP_TEST_MODEL_CACHE", Path.home() / ".outcrop"))).model_cache
+    if shared.exists() and not (home / "models").exists():
+        (home / "models").symlink_to(shared)  # reuse models assembled by `make packs`
+    env = {**os.environ, "OUTCROP_HOME": str(home), "OUTCROP_PORT": str(port), "OUTCROP_SLOTS": "4",
+           "OUTCROP_CONTEXT_SIZE": "16384", **(extra_env or {})}
+    env.pop("AWS_BEARER_TOKEN_BEDROCK", None)
+    log = (home / "server.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "outcrop", "serve"], env=env, stdout=log, stderr=log)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {(home / 'server.log').read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{endpoint}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        raise RuntimeError("server did not become healthy")
+    creds = json.loads((home / "credentials.json").read_text())
+    return LiveServer(endpoint, home, creds, process)
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    live = start_server(tmp_path_factory.mktemp("outcrop-home"), free_port())
+    yield live
+    stop_server(live)
+
+
+@pytest.fixture(scope="session")
+def runtime(server: LiveServer):  # type: ignore[no-untyped-def]
+    return server.client("bedrock-runtime")
+
+
+@pytest.fixture(scope="session")
+def bedrock(server: LiveServer):  # type: ignore[no-untyped-def]
+    return server.client("bedrock")
+
+
+@pytest.fixture(scope="session")
+def openai_client(server: LiveServer):  # type: ignore[no-untyped-def]
+    import openai
+
+    return openai.OpenAI(base_url=f"{server.endpoint}/v1", api_key=server.creds["api_key"], max_retries=0, timeout=600)
+
+
+def signed_post(server: LiveServer, path: str, body: bytes) -> httpx.Response:
+    """A SigV4-signed request that boto3's client-side validation would not let through."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method="POST", url=server.endpoint + path, data=body,
+                         headers={"Content-Type": "application/json"})
+    SigV4Auth(Credentials(server.creds["access_key_id"], server.creds["secret_access_key"]), "bedrock",
+              "us-east-1").add_auth(request)
+    return httpx.post(server.endpoint + path, content=body, headers=dict(request.headers.items()), timeout=300)
