@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     context_size: int = Field(8192, ge=512, description="total KV cache, shared by the slots")
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_output_tokens: int = Field(4096, ge=1)
+    tls_cert: Path | None = Field(None, description="PEM certificate; enables https")
+    tls_key: Path | None = Field(None, description="PEM private key for tls_cert")
+    tls_self_signed: bool = Field(False, description="generate and use a self-signed certificate in <home>/tls")
     allow_public_bind: bool = False
     log_level: str = "info"
 
@@ -51,12 +54,22 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_public_bind(self) -> Settings:
         # Until TLS and policies land (issue 3), a public bind would expose keys over plain HTTP.
-        if not self.allow_public_bind and not _is_loopback(self.host):
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if not self.allow_public_bind and not self.tls_enabled and not _is_loopback(self.host):
             raise ValueError(
                 f"refusing to bind {self.host}: not a loopback address and TLS is not configured; "
                 "set OUTCROP_ALLOW_PUBLIC_BIND=1 to override"
             )
         return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_self_signed or self.tls_cert is not None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_enabled else "http"
 
     @property
     def models_path(self) -> Path:

@@ -7,11 +7,18 @@ from pathlib import Path
 import typer
 
 from outcrop.cli.common import console, friendly_errors, load_settings, prepare_packs
+from outcrop.core.tls import self_signed
+from outcrop.settings import Settings
 
 
-def export_lines(host: str, port: int, region: str, creds: object) -> str:
-    endpoint = f"http://{host}:{port}"
-    return (f"export AWS_ENDPOINT_URL={endpoint} AWS_REGION={region} AWS_DEFAULT_REGION={region}\n"
+def export_lines(settings: Settings, creds: object) -> str:
+    host, region = settings.host, settings.region
+    endpoint = f"{settings.scheme}://{host}:{settings.port}"
+    trust = ""
+    if settings.tls_self_signed:
+        cert = settings.home / "tls" / "self-signed.crt"
+        trust = f"export AWS_CA_BUNDLE={cert} SSL_CERT_FILE={cert}\n"
+    return (trust + f"export AWS_ENDPOINT_URL={endpoint} AWS_REGION={region} AWS_DEFAULT_REGION={region}\n"
             f"export AWS_ACCESS_KEY_ID={creds.access_key_id} AWS_SECRET_ACCESS_KEY={creds.secret_access_key}\n"  # type: ignore[attr-defined]
             f"export OPENAI_BASE_URL={endpoint}/v1 OPENAI_API_KEY={creds.api_key}")  # type: ignore[attr-defined]
 
@@ -21,6 +28,9 @@ def serve(
     port: int = typer.Option(None, help="port (default 8480)"),
     models_file: Path = typer.Option(None, "--models-file", help="extra models (TOML)"),
     prepare: bool = typer.Option(True, help="assemble and verify the default model packs before serving"),
+    tls_cert: Path = typer.Option(None, "--tls-cert", help="PEM certificate (enables https)"),
+    tls_key: Path = typer.Option(None, "--tls-key", help="PEM private key"),
+    tls_self_signed: bool = typer.Option(None, "--tls-self-signed", help="serve https with a generated certificate"),
 ) -> None:
     """Start the server (Bedrock + OpenAI APIs) on the local models."""
     import uvicorn
@@ -29,7 +39,8 @@ def serve(
     from outcrop.server.app import create_app
     from outcrop.server.deps import Services
 
-    settings = load_settings(host=host, port=port, models_file=models_file)
+    settings = load_settings(host=host, port=port, models_file=models_file, tls_cert=tls_cert, tls_key=tls_key,
+                             tls_self_signed=tls_self_signed)
     with friendly_errors():
         if prepare:
             try:
@@ -44,9 +55,13 @@ def serve(
                       f"{services.identity.credentials_path} (mode 0600).")
     if creds is not None:
         console.print("Point AWS SDKs and the openai SDK at Outcrop with:\n")
-        print(export_lines(settings.host, settings.port, settings.region, creds), flush=True)
+        print(export_lines(settings, creds), flush=True)
     app = create_app(settings, services)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
+    cert, key = settings.tls_cert, settings.tls_key
+    if settings.tls_self_signed and cert is None:
+        cert, key = self_signed(settings.home / "tls", settings.host)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
+                ssl_certfile=str(cert) if cert else None, ssl_keyfile=str(key) if key else None)
 
 
 def env() -> None:
@@ -61,4 +76,4 @@ def env() -> None:
     import json
 
     creds = Credentials(**json.loads(path.read_text()))
-    print(export_lines(settings.host, settings.port, settings.region, creds))
+    print(export_lines(settings, creds))

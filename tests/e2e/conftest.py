@@ -43,26 +43,29 @@ class LiveServer:
         return boto3.client(service, **kwargs)  # type: ignore[call-overload]
 
 
-def start_server(home: Path, port: int, extra_env: dict[str, str] | None = None) -> LiveServer:
+def start_server(home: Path, port: int, extra_env: dict[str, str] | None = None, tls: bool = False) -> LiveServer:
     home.mkdir(parents=True, exist_ok=True)
     shared = Settings(home=Path(os.environ.get("OUTCROP_TEST_MODEL_CACHE", Path.home() / ".outcrop"))).model_cache
     if shared.exists() and not (home / "models").exists():
         (home / "models").symlink_to(shared)  # reuse models assembled by `make packs`
     env = {**os.environ, "OUTCROP_HOME": str(home), "OUTCROP_PORT": str(port), "OUTCROP_SLOTS": "4",
-           "OUTCROP_CONTEXT_SIZE": "16384", **(extra_env or {})}
+           "OUTCROP_CONTEXT_SIZE": "16384", **({"OUTCROP_TLS_SELF_SIGNED": "1"} if tls else {}), **(extra_env or {})}
     env.pop("AWS_BEARER_TOKEN_BEDROCK", None)
     log = (home / "server.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "outcrop", "serve"], env=env, stdout=log, stderr=log)
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    cert = home / "tls" / "self-signed.crt"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited: {(home / 'server.log').read_text()[-3000:]}")
         try:
-            if httpx.get(f"{endpoint}/healthz", timeout=1).status_code == 200:
+            verify: bool | str = str(cert) if tls else True
+            if (not tls or cert.exists()) and httpx.get(f"{endpoint}/healthz", timeout=1, verify=verify).status_code == 200:
                 break
         except httpx.TransportError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     else:
         process.kill()
         raise RuntimeError("server did not become healthy")
