@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import secrets
 from typing import Any
 
-from outcrop.engines.base import Emit, Engine, EngineDone, EngineText, EngineToolCall, require
+from outcrop.engines.base import Emit, Engine, EngineDone, EngineText, require
+from outcrop.engines.openai_format import ToolCallDeltas, render_messages, render_tools
 from outcrop.errors import Invalid, ModelError, ModelNotReady
-from outcrop.types import (
-    ChatRequest,
-    ImageBlock,
-    Message,
-    TextBlock,
-    ToolResultBlock,
-    ToolUseBlock,
-)
+from outcrop.types import ChatRequest
 
 
 class LlamaCppEngine(Engine):
@@ -100,24 +92,12 @@ class LlamaCppEngine(Engine):
         return body
 
     def _chat_fields(self, request: ChatRequest) -> dict[str, Any]:
-        messages: list[dict[str, Any]] = []
-        system = "\n\n".join(request.system)
+        nudge = ""
         if request.tools and request.tool_choice.mode in ("any", "tool"):
-            must = request.tool_choice.name or "one of the tools"
-            system = (system + "\n\n" if system else "") + f"You must answer by calling {must}."
-        if system:
-            messages.append({"role": "system", "content": system})
-        for message in request.messages:
-            messages.extend(_render_message(message))
-        fields: dict[str, Any] = {"messages": messages}
+            nudge = f"You must answer by calling {request.tool_choice.name or 'one of the tools'}."
+        fields: dict[str, Any] = {"messages": render_messages(request, nudge)}
         if request.tools and request.tool_choice.mode != "none":
-            fields["tools"] = [
-                {
-                    "type": "function",
-                    "function": {"name": t.name, "description": t.description, "parameters": t.input_schema},
-                }
-                for t in request.tools
-            ]
+            fields["tools"] = render_tools(request)
         return fields
 
 
@@ -137,36 +117,6 @@ def _tool_choice_schema(request: ChatRequest) -> dict[str, Any] | None:
     return options[0] if len(options) == 1 else {"anyOf": options}
 
 
-def _render_message(message: Message) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    parts: list[dict[str, Any]] = []
-    tool_calls: list[dict[str, Any]] = []
-    for block in message.content:
-        if isinstance(block, TextBlock):
-            parts.append({"type": "text", "text": block.text})
-        elif isinstance(block, ImageBlock):
-            uri = f"data:image/{block.format};base64,{base64.b64encode(block.data).decode()}"
-            parts.append({"type": "image_url", "image_url": {"url": uri}})
-        elif isinstance(block, ToolUseBlock):
-            tool_calls.append(
-                {"id": block.id, "type": "function", "function": {"name": block.name, "arguments": json.dumps(block.input)}}
-            )
-        elif isinstance(block, ToolResultBlock):
-            text = "\n".join(b.text for b in block.content if isinstance(b, TextBlock))
-            if block.status == "error":
-                text = f"Error: {text}"
-            out.append({"role": "tool", "tool_call_id": block.tool_use_id, "content": text})
-    if parts or tool_calls:
-        content: Any = parts
-        if all(p["type"] == "text" for p in parts):
-            content = "".join(p["text"] for p in parts)
-        entry: dict[str, Any] = {"role": message.role, "content": content}
-        if tool_calls:
-            entry["tool_calls"] = tool_calls
-        out.insert(0, entry) if message.role == "assistant" else out.append(entry)
-    return out
-
-
 class _StreamState:
     """Turns llama.cpp's OpenAI-style chunks into engine events."""
 
@@ -175,7 +125,7 @@ class _StreamState:
         self.finish_reason = "stop"
         self.input_tokens = 0
         self.output_tokens = 0
-        self.calls: dict[int, dict[str, str]] = {}
+        self.calls = ToolCallDeltas()
         self.error: str | None = None
         self.cancelled = False
         self.chunks = 0
@@ -190,12 +140,7 @@ class _StreamState:
                 self.chunks += 1
                 if self.emit(EngineText(delta["content"])):
                     return self._cancel()
-            for call in delta.get("tool_calls") or []:
-                slot = self.calls.setdefault(call.get("index", 0), {"id": "", "name": "", "arguments": ""})
-                fn = call.get("function") or {}
-                slot["id"] = call.get("id") or slot["id"]
-                slot["name"] += fn.get("name") or ""
-                slot["arguments"] += fn.get("arguments") or ""
+            self.calls.add(delta)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
         return False
@@ -221,12 +166,8 @@ class _StreamState:
     def finish(self) -> None:
         if self.error is not None:
             raise self._exception()
-        for n, call in sorted(self.calls.items()):
-            try:
-                arguments = json.loads(call["arguments"] or "{}")
-            except json.JSONDecodeError:
-                arguments = {"_raw": call["arguments"]}
-            self.emit(EngineToolCall(ToolUseBlock(id=call["id"] or f"call_{n}", name=call["name"], input=arguments)))
+        for call in self.calls.events():
+            self.emit(call)
         self.emit(EngineDone(self.finish_reason, self.input_tokens, self.output_tokens))
 
     def _usage(self, chunk: dict[str, Any]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import threading
@@ -11,17 +10,10 @@ from typing import Any
 
 import httpx
 
-from outcrop.engines.base import Engine, EngineDone, EngineEvent, EngineText, EngineToolCall
+from outcrop.engines.base import Engine, EngineDone, EngineEvent, EngineText
+from outcrop.engines.openai_format import ToolCallDeltas, render_messages, render_tools
 from outcrop.errors import Invalid, ModelError, ModelNotReady, ModelTimeout, NotFound, Throttled, Unavailable
-from outcrop.types import (
-    ChatRequest,
-    EmbeddingResult,
-    ImageBlock,
-    Message,
-    TextBlock,
-    ToolResultBlock,
-    ToolUseBlock,
-)
+from outcrop.types import ChatRequest, EmbeddingResult
 
 
 @contextlib.contextmanager
@@ -79,7 +71,7 @@ class OpenAICompatibleEngine(Engine):
         body = self._body(request)
         path = "/completions" if request.prompt is not None else "/chat/completions"
         finish, usage = "stop", {"prompt_tokens": 0, "completion_tokens": 0}
-        calls: dict[int, dict[str, str]] = {}
+        calls = ToolCallDeltas()
         with upstream_errors(self.spec.model_id):
             async with self._client.stream("POST", path, json=body) as reply:
                 if reply.status_code >= 400:
@@ -96,21 +88,12 @@ class OpenAICompatibleEngine(Engine):
                         text = (choice.get("delta") or {}).get("content") or choice.get("text")
                         if text:
                             yield EngineText(text)
-                        for call in (choice.get("delta") or {}).get("tool_calls") or []:
-                            slot = calls.setdefault(call.get("index", 0), {"id": "", "name": "", "arguments": ""})
-                            fn = call.get("function") or {}
-                            slot["id"] = call.get("id") or slot["id"]
-                            slot["name"] += fn.get("name") or ""
-                            slot["arguments"] += fn.get("arguments") or ""
+                        calls.add(choice.get("delta") or {})
                         finish = choice.get("finish_reason") or finish
                     if cancel is not None and cancel.is_set():
                         break
-        for n, call in sorted(calls.items()):
-            try:
-                arguments = json.loads(call["arguments"] or "{}")
-            except json.JSONDecodeError:
-                arguments = {"_raw": call["arguments"]}
-            yield EngineToolCall(ToolUseBlock(id=call["id"] or f"call_{n}", name=call["name"], input=arguments))
+        for call in calls.events():
+            yield call
         yield EngineDone(finish, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
 
     async def aembed(self, texts: list[str], dimensions: int | None, normalize: bool) -> EmbeddingResult:
@@ -140,12 +123,9 @@ class OpenAICompatibleEngine(Engine):
         if request.prompt is not None:
             body["prompt"] = request.prompt
         else:
-            body["messages"] = _messages(request)
+            body["messages"] = render_messages(request)
             if request.tools:
-                body["tools"] = [
-                    {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}}
-                    for t in request.tools
-                ]
+                body["tools"] = render_tools(request)
                 mode = request.tool_choice.mode
                 body["tool_choice"] = (
                     {"type": "function", "function": {"name": request.tool_choice.name}}
@@ -161,37 +141,3 @@ class OpenAICompatibleEngine(Engine):
         elif request.json_mode:
             body["response_format"] = {"type": "json_object"}
         return body
-
-
-def _messages(request: ChatRequest) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    if request.system:
-        out.append({"role": "system", "content": "\n\n".join(request.system)})
-    for message in request.messages:
-        out.extend(_message(message))
-    return out
-
-
-def _message(message: Message) -> list[dict[str, Any]]:
-    parts: list[dict[str, Any]] = []
-    calls: list[dict[str, Any]] = []
-    results: list[dict[str, Any]] = []
-    for block in message.content:
-        if isinstance(block, TextBlock):
-            parts.append({"type": "text", "text": block.text})
-        elif isinstance(block, ImageBlock):
-            uri = f"data:image/{block.format};base64,{base64.b64encode(block.data).decode()}"
-            parts.append({"type": "image_url", "image_url": {"url": uri}})
-        elif isinstance(block, ToolUseBlock):
-            calls.append({"id": block.id, "type": "function", "function": {"name": block.name, "arguments": json.dumps(block.input)}})
-        elif isinstance(block, ToolResultBlock):
-            text = "\n".join(b.text for b in block.content if isinstance(b, TextBlock))
-            results.append({"role": "tool", "tool_call_id": block.tool_use_id, "content": text})
-    entry: dict[str, Any] = {"role": message.role}
-    if all(p["type"] == "text" for p in parts):
-        entry["content"] = "".join(p["text"] for p in parts) or None
-    else:
-        entry["content"] = parts
-    if calls:
-        entry["tool_calls"] = calls
-    return results + ([entry] if parts or calls else [])

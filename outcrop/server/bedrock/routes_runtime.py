@@ -14,6 +14,7 @@ from starlette.responses import Response, StreamingResponse
 
 from outcrop.core.identity import Caller
 from outcrop.errors import Invalid
+from outcrop.server import streams
 from outcrop.server.bedrock import eventstream, translate
 from outcrop.server.bedrock.families import family_for
 from outcrop.server.bedrock.wire import exception_frame, json_response, parse_json
@@ -42,7 +43,7 @@ async def converse(request: Request, who: Caller = Depends(caller)) -> Response:
 async def converse_stream(request: Request, who: Caller = Depends(caller)) -> Response:
     started = time.perf_counter()
     chat = translate.converse_request(model_label(request), parse_json(await request.body()))
-    events = await _started(services(request).inference.chat_stream(chat))
+    events = await streams.started(services(request).inference.chat_stream(chat))
     return StreamingResponse(_converse_frames(events, started), media_type=EVENTSTREAM)
 
 
@@ -91,7 +92,7 @@ async def invoke_model_stream(request: Request, who: Caller = Depends(caller)) -
     chat = family.request(requested, body)
     renderer = family.stream(requested)
     started = time.perf_counter()
-    events = await _started(svc.inference.chat_stream(chat))
+    events = await streams.started(svc.inference.chat_stream(chat))
     return StreamingResponse(_chunk_frames(events, renderer, started), media_type=EVENTSTREAM,
                              headers={"X-Amzn-Bedrock-Content-Type": "application/json"})
 
@@ -158,16 +159,3 @@ def _family(request: Request, svc: Any, raw: bytes) -> tuple[str, Any, dict[str,
 
 def _is_embedding(family: object) -> bool:
     return bool(getattr(family, "embeds", False))
-
-
-async def _started(events: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """Run the stream up to its first event before answering, so that validation, unknown models and
-    load failures become ordinary JSON errors with a 4xx status rather than mid-stream frames."""
-    first = await anext(events)
-
-    async def chained() -> AsyncIterator[Any]:
-        yield first
-        async for event in events:
-            yield event
-
-    return chained()

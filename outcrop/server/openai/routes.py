@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response, StreamingResponse
 
 from outcrop.core.identity import Caller
+from outcrop.server import streams
 from outcrop.server.deps import bearer_caller, services
 from outcrop.server.openai import translate
 from outcrop.server.openai.wire import error_body, json_response, parse_json
@@ -42,7 +43,7 @@ async def chat_completions(request: Request, who: Caller = Depends(bearer_caller
     if not body.get("stream"):
         return json_response(translate.chat_response(chat.model_id, await inference.chat(chat)))
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    events = await _started(inference.chat_stream(chat))
+    events = await streams.started(inference.chat_stream(chat))
     return StreamingResponse(_chat_sse(chat.model_id, events, include_usage), media_type="text/event-stream")
 
 
@@ -80,7 +81,7 @@ async def completions(request: Request, who: Caller = Depends(bearer_caller)) ->
     inference = services(request).inference
     if not body.get("stream"):
         return json_response(translate.completion_response(chat.model_id, await inference.chat(chat)))
-    events = await _started(inference.chat_stream(chat))
+    events = await streams.started(inference.chat_stream(chat))
     return StreamingResponse(_completion_sse(chat.model_id, events), media_type="text/event-stream")
 
 
@@ -105,15 +106,3 @@ async def embeddings(request: Request, who: Caller = Depends(bearer_caller)) -> 
     emb, encoding = translate.embedding_request(parse_json(await request.body()))
     result = await services(request).inference.embed(emb)
     return json_response(translate.embedding_response(emb.model_id, result, encoding))
-
-
-async def _started(events: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """Reach the first event before the 200 goes out, so bad input still gets a proper error status."""
-    first = await anext(events)
-
-    async def chained() -> AsyncIterator[Any]:
-        yield first
-        async for event in events:
-            yield event
-
-    return chained()
