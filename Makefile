@@ -32,7 +32,7 @@ run: packs
 	$(BIN)/outcrop serve
 
 lint: install-dev
-	$(BIN)/ruff check outcrop tests bench
+	$(BIN)/ruff check outcrop tests $(wildcard bench)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
