@@ -30,6 +30,7 @@ def chat(
     temperature: float = typer.Option(0.7),
 ) -> None:
     """Chat with a model in the terminal. Empty line or Ctrl-D ends."""
+    from outcrop.core.governance import LOCAL
     from outcrop.types import ChatRequest, Finished, InferenceConfig, Message, TextBlock, TextDelta, ToolCall, ToolSpec
 
     settings, service = _service()
@@ -44,7 +45,7 @@ def chat(
         request = ChatRequest(model or settings.default_chat_model, list(history), [system] if system else [],
                               InferenceConfig(max_tokens=max_tokens, temperature=temperature), tools=tools)
         answer: list[str] = []
-        async for event in service.chat_stream(request):
+        async for event in service.chat_stream(LOCAL, request):
             if isinstance(event, TextDelta):
                 answer.append(event.text)
                 sys.stdout.write(event.text)
@@ -78,11 +79,12 @@ def embed(
     dimensions: int = typer.Option(None, help="truncate to this many dimensions"),
 ) -> None:
     """Print embeddings as JSON lines."""
+    from outcrop.core.governance import LOCAL
     from outcrop.types import EmbeddingRequest
 
     settings, service = _service()
     with friendly_errors():
-        result = asyncio.run(service.embed(EmbeddingRequest(model or settings.default_embedding_model, texts,
+        result = asyncio.run(service.embed(LOCAL, EmbeddingRequest(model or settings.default_embedding_model, texts,
                                                             dimensions)))
     for text, vector in zip(texts, result.vectors, strict=True):
         print(json.dumps({"text": text, "embedding": [round(x, 6) for x in vector]}))

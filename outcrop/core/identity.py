@@ -113,6 +113,10 @@ class IdentityService:
             json.dump(asdict(creds), out, indent=2)
         tmp.replace(self.credentials_path)
 
+    def is_cached(self, key: str) -> bool:
+        """True when `key` (an access key ID or a bearer token) resolves without touching the database."""
+        return key in self._secrets or hash_token(key) in self._api_keys
+
     def access_key_secret(self, access_key_id: str) -> tuple[Caller, str]:
         """The caller and secret behind an access key ID (for SigV4), or UnrecognizedClient."""
         cached = self._secrets.get(access_key_id)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from outcrop import modelpacks
 from outcrop.core.catalog import SMOLLM2_ID, Catalog, Resolved
+from outcrop.core.governance import CallContext, Invocation, Recorder, UsageRecorder
 from outcrop.core.tools import OutputFilter, parse_tool_calls
 from outcrop.engines.base import Engine, EngineContext, EngineDone, EngineText, EngineToolCall
 from outcrop.errors import Invalid, ModelError, ModelNotReady, OutcropError
@@ -103,20 +105,21 @@ class ModelPool:
 
 
 class InferenceService:
-    def __init__(self, settings: Settings, catalog: Catalog, pool: ModelPool) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog, pool: ModelPool, recorder: Recorder | None = None) -> None:
         self.settings = settings
         self.catalog = catalog
         self.pool = pool
+        self.recorder: Recorder = recorder or UsageRecorder()
 
     def resolve(self, model_id: str) -> Resolved:
         return self.catalog.resolve(model_id)
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, ctx: CallContext, request: ChatRequest) -> ChatResponse:
         started = time.perf_counter()
         text: list[str] = []
         calls: list[ToolUseBlock] = []
         finished: Finished | None = None
-        async for event in self.chat_stream(request):
+        async for event in self.chat_stream(ctx, request):
             if isinstance(event, TextDelta):
                 text.append(event.text)
             elif isinstance(event, ToolCall):
@@ -131,8 +134,25 @@ class InferenceService:
         latency = int((time.perf_counter() - started) * 1000)
         return ChatResponse(content, finished.stop_reason, finished.usage, latency)
 
-    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def chat_stream(self, ctx: CallContext, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+        """Generate, reporting the invocation to the governance hook once it ends (or fails)."""
+        record = Invocation(ctx, request.model_id, request.model_id)
+        started = time.perf_counter()
+        try:
+            async for event in self._generate(request, record):
+                if isinstance(event, Finished):
+                    record.input_tokens, record.output_tokens = event.usage.input_tokens, event.usage.output_tokens
+                yield event
+        except BaseException as exc:
+            record.error = type(exc).__name__
+            raise
+        finally:
+            record.latency_ms = int((time.perf_counter() - started) * 1000)
+            self.recorder.record(record)
+
+    async def _generate(self, request: ChatRequest, record: Invocation) -> AsyncIterator[ChatEvent]:
         resolved = self.resolve(request.model_id)
+        record.served_by = resolved.spec.model_id
         spec = resolved.spec
         self._validate_chat(request, spec)
         engine = await self.pool.get(spec, self.catalog)
@@ -205,21 +225,40 @@ class InferenceService:
         if p is not None and not 0 <= p <= 1:
             raise Invalid("topP must be between 0 and 1")
 
-    async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
-        resolved = self.resolve(request.model_id)
-        if resolved.spec.kind != "embedding":
-            raise Invalid(f"Model {request.model_id} is not an embedding model.")
-        if not request.texts:
-            raise Invalid("at least one input text is required")
-        engine = await self.pool.get(resolved.spec, self.catalog)
-        return await engine.aembed(request.texts, request.dimensions, request.normalize)
+    async def embed(self, ctx: CallContext, request: EmbeddingRequest) -> EmbeddingResult:
+        with self._recorded(ctx, request.model_id) as record:
+            resolved = self.resolve(request.model_id)
+            record.served_by = resolved.spec.model_id
+            if resolved.spec.kind != "embedding":
+                raise Invalid(f"Model {request.model_id} is not an embedding model.")
+            if not request.texts:
+                raise Invalid("at least one input text is required")
+            engine = await self.pool.get(resolved.spec, self.catalog)
+            result = await engine.aembed(request.texts, request.dimensions, request.normalize)
+            record.input_tokens = result.input_tokens
+            return result
 
-    async def count_tokens(self, request: ChatRequest) -> int:
-        resolved = self.resolve(request.model_id)
-        if resolved.spec.kind != "chat":
-            raise Invalid(f"CountTokens is not supported for {request.model_id}")
-        engine = await self.pool.get(resolved.spec, self.catalog)
-        return await engine.acount_tokens(request)
+    async def count_tokens(self, ctx: CallContext, request: ChatRequest) -> int:
+        with self._recorded(ctx, request.model_id) as record:
+            resolved = self.resolve(request.model_id)
+            record.served_by = resolved.spec.model_id
+            if resolved.spec.kind != "chat":
+                raise Invalid(f"CountTokens is not supported for {request.model_id}")
+            engine = await self.pool.get(resolved.spec, self.catalog)
+            return await engine.acount_tokens(request)
+
+    @contextlib.contextmanager
+    def _recorded(self, ctx: CallContext, model_id: str) -> Iterator[Invocation]:
+        record = Invocation(ctx, model_id, model_id)
+        started = time.perf_counter()
+        try:
+            yield record
+        except BaseException as exc:
+            record.error = type(exc).__name__
+            raise
+        finally:
+            record.latency_ms = int((time.perf_counter() - started) * 1000)
+            self.recorder.record(record)
 
     async def warm(self, model_id: str) -> None:
         resolved = self.resolve(model_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import re
 from collections.abc import Mapping
@@ -30,6 +32,8 @@ async def authenticate(request: Request, identity: IdentityService, bearer_only:
         token = header[7:].strip()
         if not token:
             raise IncompleteSignature("Authorization header requires a bearer token.")
+        if not identity.is_cached(token):  # first use: the database lookup runs off the event loop
+            return await asyncio.to_thread(identity.api_key_caller, token)
         return identity.api_key_caller(token)
     if bearer_only:
         raise MissingAuthentication("Missing bearer authentication in header") if not header else \
@@ -40,6 +44,10 @@ async def authenticate(request: Request, identity: IdentityService, bearer_only:
     query = request.scope.get("query_string", b"")
     target = raw.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
     body = await request.body()
+    akid = _SIGV4.match(header.strip())
+    if akid and not identity.is_cached(akid["akid"]):
+        with contextlib.suppress(AuthenticationFailed):  # reported by verify_sigv4 with the right code
+            await asyncio.to_thread(identity.access_key_secret, akid["akid"])
     return verify_sigv4(request.method, target, request.headers, body, identity)
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.requests import Request
 
 from outcrop.core.catalog import Catalog
 from outcrop.core.crypto import MasterKey
-from outcrop.core.identity import Caller, IdentityService
+from outcrop.core.governance import CallContext
+from outcrop.core.identity import IdentityService
 from outcrop.core.inference import InferenceService, ModelPool
 from outcrop.plugins import engine_classes, plugin_manager
 from outcrop.server.auth import authenticate
@@ -43,9 +45,12 @@ def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-async def caller(request: Request) -> Caller:
-    return await authenticate(request, services(request).identity)
+def operation(name: str, bearer_only: bool = False) -> Callable[[Request], Awaitable[CallContext]]:
+    """A route dependency: authenticate the request and describe it for the governance hook."""
 
+    async def dependency(request: Request) -> CallContext:
+        who = await authenticate(request, services(request).identity, bearer_only=bearer_only)
+        client = request.client.host if request.client else None
+        return CallContext(who, name, source_ip=client, user_agent=request.headers.get("user-agent"))
 
-async def bearer_caller(request: Request) -> Caller:
-    return await authenticate(request, services(request).identity, bearer_only=True)
+    return dependency

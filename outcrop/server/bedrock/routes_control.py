@@ -8,10 +8,10 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from outcrop.core.identity import Caller
+from outcrop.core.governance import CallContext
 from outcrop.errors import Invalid, NotFound
 from outcrop.server.bedrock.wire import json_response
-from outcrop.server.deps import caller, services
+from outcrop.server.deps import operation, services
 from outcrop.types import ModelSpec
 
 router = APIRouter()
@@ -37,7 +37,7 @@ def summary(region: str, model_id: str, provider: str, name: str, spec: ModelSpe
 
 
 @router.get("/foundation-models")
-async def list_foundation_models(request: Request, who: Caller = Depends(caller)) -> Response:
+async def list_foundation_models(request: Request, ctx: CallContext = Depends(operation("ListFoundationModels"))) -> Response:
     svc = services(request)
     q = request.query_params
     for key, allowed in (("byOutputModality", _OUTPUT), ("byInferenceType", _INFERENCE),
@@ -61,7 +61,7 @@ async def list_foundation_models(request: Request, who: Caller = Depends(caller)
 
 
 @router.get("/foundation-models/{model_identifier:path}")
-async def get_foundation_model(request: Request, who: Caller = Depends(caller)) -> Response:
+async def get_foundation_model(request: Request, ctx: CallContext = Depends(operation("GetFoundationModel"))) -> Response:
     svc = services(request)
     raw = (request.scope.get("raw_path") or b"").decode("latin-1")
     identifier = unquote(raw.rsplit("/foundation-models/", 1)[-1]) if raw else request.path_params["model_identifier"]

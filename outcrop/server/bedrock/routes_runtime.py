@@ -12,13 +12,13 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response, StreamingResponse
 
-from outcrop.core.identity import Caller
+from outcrop.core.governance import CallContext
 from outcrop.errors import Invalid
 from outcrop.server import streams
 from outcrop.server.bedrock import eventstream, translate
 from outcrop.server.bedrock.families import family_for
 from outcrop.server.bedrock.wire import exception_frame, json_response, parse_json
-from outcrop.server.deps import caller, services
+from outcrop.server.deps import operation, services
 from outcrop.types import ChatRequest, Finished, TextDelta, ToolCall
 
 router = APIRouter()
@@ -33,17 +33,17 @@ def model_label(request: Request) -> str:
 
 
 @router.post("/model/{model_id:path}/converse")
-async def converse(request: Request, who: Caller = Depends(caller)) -> Response:
+async def converse(request: Request, ctx: CallContext = Depends(operation("Converse"))) -> Response:
     chat = translate.converse_request(model_label(request), parse_json(await request.body()))
-    response = await services(request).inference.chat(chat)
+    response = await services(request).inference.chat(ctx, chat)
     return json_response(translate.converse_response(response))
 
 
 @router.post("/model/{model_id:path}/converse-stream")
-async def converse_stream(request: Request, who: Caller = Depends(caller)) -> Response:
+async def converse_stream(request: Request, ctx: CallContext = Depends(operation("ConverseStream"))) -> Response:
     started = time.perf_counter()
     chat = translate.converse_request(model_label(request), parse_json(await request.body()))
-    events = await streams.started(services(request).inference.chat_stream(chat))
+    events = await streams.started(services(request).inference.chat_stream(ctx, chat))
     return StreamingResponse(_converse_frames(events, started), media_type=EVENTSTREAM)
 
 
@@ -61,18 +61,18 @@ async def _converse_frames(events: AsyncIterator[Any], started: float) -> AsyncI
 
 
 @router.post("/model/{model_id:path}/invoke")
-async def invoke_model(request: Request, who: Caller = Depends(caller)) -> Response:
+async def invoke_model(request: Request, ctx: CallContext = Depends(operation("InvokeModel"))) -> Response:
     svc = services(request)
     requested, family, body = _family(request, svc, await request.body())
     started = time.perf_counter()
     if _is_embedding(family):
         emb = family.request(requested, body)
-        result = await svc.inference.embed(emb)
+        result = await svc.inference.embed(ctx, emb)
         payload = family.response(body, emb, result)
         tokens_in, tokens_out = result.input_tokens, 0
     else:
         chat = family.request(requested, body)
-        response = await svc.inference.chat(chat)
+        response = await svc.inference.chat(ctx, chat)
         payload = family.response(requested, response)
         tokens_in, tokens_out = response.usage.input_tokens, response.usage.output_tokens
     latency = int((time.perf_counter() - started) * 1000)
@@ -84,7 +84,7 @@ async def invoke_model(request: Request, who: Caller = Depends(caller)) -> Respo
 
 
 @router.post("/model/{model_id:path}/invoke-with-response-stream")
-async def invoke_model_stream(request: Request, who: Caller = Depends(caller)) -> Response:
+async def invoke_model_stream(request: Request, ctx: CallContext = Depends(operation("InvokeModelWithResponseStream"))) -> Response:
     svc = services(request)
     requested, family, body = _family(request, svc, await request.body())
     if _is_embedding(family):
@@ -92,7 +92,7 @@ async def invoke_model_stream(request: Request, who: Caller = Depends(caller)) -
     chat = family.request(requested, body)
     renderer = family.stream(requested)
     started = time.perf_counter()
-    events = await streams.started(svc.inference.chat_stream(chat))
+    events = await streams.started(svc.inference.chat_stream(ctx, chat))
     return StreamingResponse(_chunk_frames(events, renderer, started), media_type=EVENTSTREAM,
                              headers={"X-Amzn-Bedrock-Content-Type": "application/json"})
 
@@ -124,7 +124,7 @@ async def _chunk_frames(events: AsyncIterator[Any], renderer: Any, started: floa
 
 
 @router.post("/model/{model_id:path}/count-tokens")
-async def count_tokens(request: Request, who: Caller = Depends(caller)) -> Response:
+async def count_tokens(request: Request, ctx: CallContext = Depends(operation("CountTokens"))) -> Response:
     svc = services(request)
     model_id = model_label(request)
     body = parse_json(await request.body())
@@ -145,7 +145,7 @@ async def count_tokens(request: Request, who: Caller = Depends(caller)) -> Respo
         if _is_embedding(family):
             raise Invalid(f"CountTokens is not supported for {requested}")
         chat = family.request(requested, inner)
-    return json_response({"inputTokens": await svc.inference.count_tokens(chat)})
+    return json_response({"inputTokens": await svc.inference.count_tokens(ctx, chat)})
 
 
 def _family(request: Request, svc: Any, raw: bytes) -> tuple[str, Any, dict[str, Any]]:

@@ -11,9 +11,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response, StreamingResponse
 
-from outcrop.core.identity import Caller
+from outcrop.core.governance import CallContext
 from outcrop.server import streams
-from outcrop.server.deps import bearer_caller, services
+from outcrop.server.deps import operation, services
 from outcrop.server.openai import translate
 from outcrop.server.openai.wire import error_body, json_response, parse_json
 from outcrop.types import Finished, TextDelta, ToolCall
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1")
 
 
 @router.get("/models")
-async def list_models(request: Request, who: Caller = Depends(bearer_caller)) -> Response:
+async def list_models(request: Request, ctx: CallContext = Depends(operation("ListModels", bearer_only=True))) -> Response:
     catalog = services(request).catalog
     data = [{"id": model_id, "object": "model", "created": 0, "owned_by": provider}
             for model_id, provider, _, _ in catalog.foundation_models()]
@@ -30,20 +30,20 @@ async def list_models(request: Request, who: Caller = Depends(bearer_caller)) ->
 
 
 @router.get("/models/{model_id:path}")
-async def get_model(model_id: str, request: Request, who: Caller = Depends(bearer_caller)) -> Response:
+async def get_model(model_id: str, request: Request, ctx: CallContext = Depends(operation("RetrieveModel", bearer_only=True))) -> Response:
     resolved = services(request).catalog.resolve(model_id)
     return json_response({"id": model_id, "object": "model", "created": 0, "owned_by": resolved.spec.provider})
 
 
 @router.post("/chat/completions")
-async def chat_completions(request: Request, who: Caller = Depends(bearer_caller)) -> Response:
+async def chat_completions(request: Request, ctx: CallContext = Depends(operation("CreateChatCompletion", bearer_only=True))) -> Response:
     body = parse_json(await request.body())
     chat = translate.chat_request(body)
     inference = services(request).inference
     if not body.get("stream"):
-        return json_response(translate.chat_response(chat.model_id, await inference.chat(chat)))
+        return json_response(translate.chat_response(chat.model_id, await inference.chat(ctx, chat)))
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    events = await streams.started(inference.chat_stream(chat))
+    events = await streams.started(inference.chat_stream(ctx, chat))
     return StreamingResponse(_chat_sse(chat.model_id, events, include_usage), media_type="text/event-stream")
 
 
@@ -75,13 +75,13 @@ async def _chat_sse(model: str, events: AsyncIterator[Any], include_usage: bool)
 
 
 @router.post("/completions")
-async def completions(request: Request, who: Caller = Depends(bearer_caller)) -> Response:
+async def completions(request: Request, ctx: CallContext = Depends(operation("CreateCompletion", bearer_only=True))) -> Response:
     body = parse_json(await request.body())
     chat = translate.completion_request(body)
     inference = services(request).inference
     if not body.get("stream"):
-        return json_response(translate.completion_response(chat.model_id, await inference.chat(chat)))
-    events = await streams.started(inference.chat_stream(chat))
+        return json_response(translate.completion_response(chat.model_id, await inference.chat(ctx, chat)))
+    events = await streams.started(inference.chat_stream(ctx, chat))
     return StreamingResponse(_completion_sse(chat.model_id, events), media_type="text/event-stream")
 
 
@@ -102,7 +102,7 @@ async def _completion_sse(model: str, events: AsyncIterator[Any]) -> AsyncIterat
 
 
 @router.post("/embeddings")
-async def embeddings(request: Request, who: Caller = Depends(bearer_caller)) -> Response:
+async def embeddings(request: Request, ctx: CallContext = Depends(operation("CreateEmbedding", bearer_only=True))) -> Response:
     emb, encoding = translate.embedding_request(parse_json(await request.body()))
-    result = await services(request).inference.embed(emb)
+    result = await services(request).inference.embed(ctx, emb)
     return json_response(translate.embedding_response(emb.model_id, result, encoding))
