@@ -1,0 +1,66 @@
+"""The `outcrop` command, run as a person would, on the real models."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from outcrop.settings import Settings
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    shared = Settings().model_cache
+    if shared.exists():
+        (tmp_path / "models").symlink_to(shared)
+    return tmp_path
+
+
+def outcrop(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OUTCROP_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "outcrop", *args], input=stdin, capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_env_prints_export_lines(server):
+    result = outcrop(server.home, "env")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("export AWS_ENDPOINT_URL=http://127.0.0.1:")
+    assert f"AWS_ACCESS_KEY_ID={server.creds['access_key_id']}" in lines[1]
+    assert f"OPENAI_API_KEY={server.creds['api_key']}" in lines[2]
+
+
+def test_env_without_first_start(home):
+    result = outcrop(home, "env")
+    assert result.returncode == 1 and "outcrop serve" in result.stderr
+
+
+def test_models_list_and_add(home, tmp_path):
+    listed = outcrop(home, "models", "list")
+    assert listed.returncode == 0 and "qwen.qwen2-5-coder-0-5b-instruct-v1:0" in listed.stderr
+    gguf = Settings().model_cache / "smollm2-135m-instruct-q4_1.gguf"
+    added = outcrop(home, "models", "add", "mine.smol-v1:0", "--path", str(gguf))
+    assert added.returncode == 0, added.stderr
+    assert "mine.smol-v1:0" in outcrop(home, "models", "list").stderr
+    bad = outcrop(home, "models", "add", "mine.bad-v1:0", "--path", str(tmp_path / "nope.gguf"))
+    assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+def test_chat_streams_a_real_answer(home):
+    result = outcrop(home, "chat", "--temperature", "0", stdin="What is the capital of France?\n\n")
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+    assert "end_turn" in result.stderr
+
+
+def test_embed(home):
+    result = outcrop(home, "embed", "hello world", "--dimensions", "8")
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stdout.splitlines()[0])
+    assert line["text"] == "hello world" and len(line["embedding"]) == 8
