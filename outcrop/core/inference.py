@@ -14,7 +14,7 @@ from outcrop import modelpacks
 from outcrop.core.catalog import SMOLLM2_ID, Catalog, Resolved
 from outcrop.core.governance import CallContext, Invocation, Recorder, UsageRecorder
 from outcrop.core.tools import OutputFilter, parse_tool_calls
-from outcrop.engines.base import Engine, EngineContext, EngineDone, EngineText, EngineToolCall
+from outcrop.engines.base import Engine, EngineContext, EngineDone, EngineEvent, EngineText, EngineToolCall
 from outcrop.errors import Invalid, ModelError, ModelNotReady, OutcropError
 from outcrop.settings import Settings
 from outcrop.types import (
@@ -119,7 +119,7 @@ class InferenceService:
         text: list[str] = []
         calls: list[ToolUseBlock] = []
         finished: Finished | None = None
-        async for event in self.chat_stream(ctx, request):
+        async for event in self._recorded_stream(ctx, request, live=False):
             if isinstance(event, TextDelta):
                 text.append(event.text)
             elif isinstance(event, ToolCall):
@@ -134,12 +134,15 @@ class InferenceService:
         latency = int((time.perf_counter() - started) * 1000)
         return ChatResponse(content, finished.stop_reason, finished.usage, latency)
 
-    async def chat_stream(self, ctx: CallContext, request: ChatRequest) -> AsyncIterator[ChatEvent]:
-        """Generate, reporting the invocation to the governance hook once it ends (or fails)."""
+    def chat_stream(self, ctx: CallContext, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+        """Generate token by token, reporting the invocation to the governance hook once it ends (or fails)."""
+        return self._recorded_stream(ctx, request, live=True)
+
+    async def _recorded_stream(self, ctx: CallContext, request: ChatRequest, live: bool) -> AsyncIterator[ChatEvent]:
         record = Invocation(ctx, request.model_id, request.model_id)
         started = time.perf_counter()
         try:
-            async for event in self._generate(request, record):
+            async for event in self._generate(request, record, live):
                 if isinstance(event, Finished):
                     record.input_tokens, record.output_tokens = event.usage.input_tokens, event.usage.output_tokens
                 yield event
@@ -150,7 +153,7 @@ class InferenceService:
             record.latency_ms = int((time.perf_counter() - started) * 1000)
             self.recorder.record(record)
 
-    async def _generate(self, request: ChatRequest, record: Invocation) -> AsyncIterator[ChatEvent]:
+    async def _generate(self, request: ChatRequest, record: Invocation, live: bool) -> AsyncIterator[ChatEvent]:
         resolved = self.resolve(request.model_id)
         record.served_by = resolved.spec.model_id
         spec = resolved.spec
@@ -164,7 +167,9 @@ class InferenceService:
         engine_calls: list[ToolUseBlock] = []
         done: EngineDone | None = None
         cancel = threading.Event()
-        stream = engine.stream(request, cancel)
+        # A whole answer (live=False) is collected in the engine's own thread: no event-loop wake-up per
+        # token, which on a machine whose cores all run the model costs measurable throughput.
+        stream = engine.stream(request, cancel) if live else _replay(await engine.collect(request, cancel))
         try:
             async for event in stream:
                 if isinstance(event, EngineText):
@@ -286,6 +291,11 @@ def _has_images(request: ChatRequest) -> bool:
             if isinstance(block, ToolResultBlock) and any(isinstance(b, ImageBlock) for b in block.content):
                 return True
     return False
+
+
+async def _replay(events: list[EngineEvent]) -> AsyncIterator[EngineEvent]:
+    for event in events:
+        yield event
 
 
 async def _aclose(stream: Any) -> None:

@@ -98,6 +98,32 @@ class Engine:
             cancelled.set()
             await asyncio.shield(worker)
 
+    async def collect(self, request: ChatRequest, cancel: threading.Event) -> list[EngineEvent]:
+        """The whole answer's events. Thread-based engines generate without waking the event loop per
+        token, and stop early on the request's stop sequences."""
+        if type(self).generate is Engine.generate:  # an async-native engine
+            return [event async for event in self.stream(request, cancel)]
+        stops = request.config.stop
+        longest = max((len(s) for s in stops), default=0)
+
+        def run() -> list[EngineEvent]:
+            events: list[EngineEvent] = []
+            text = ""
+
+            def emit(event: EngineEvent) -> bool:
+                nonlocal text
+                events.append(event)
+                if stops and isinstance(event, EngineText):
+                    text = (text + event.text)[-(longest + len(event.text)):]
+                    if any(s in text for s in stops):
+                        cancel.set()
+                return cancel.is_set()
+
+            self.generate(request, emit)
+            return events
+
+        return await asyncio.to_thread(run)
+
     def embed(self, texts: list[str], dimensions: int | None, normalize: bool) -> EmbeddingResult:
         raise ModelError(f"model {self.spec.model_id} cannot embed text")
 

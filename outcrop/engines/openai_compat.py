@@ -1,16 +1,19 @@
-"""Any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, TGI) as a model, over pooled connections."""
+"""Any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, TGI) as a model, over pooled connections.
+
+The client is aiohttp: measured here against a loopback upstream, one streamed request costs ~0.35 ms
+with aiohttp and ~1.2 ms with httpx (bench/gateway_overhead.py has the end-to-end figures).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
-
-from outcrop.engines.base import Engine, EngineDone, EngineEvent, EngineText
+from outcrop.engines.base import Engine, EngineDone, EngineEvent, EngineText, require
 from outcrop.engines.openai_format import ToolCallDeltas, render_messages, render_tools
 from outcrop.errors import Invalid, ModelError, ModelNotReady, ModelTimeout, NotFound, Throttled, Unavailable
 from outcrop.types import ChatRequest, EmbeddingResult
@@ -18,12 +21,13 @@ from outcrop.types import ChatRequest, EmbeddingResult
 
 @contextlib.contextmanager
 def upstream_errors(model_id: str) -> Iterator[None]:
-    """The one place where the upstream's transport and HTTP errors become domain errors."""
+    """The one place where the upstream's transport errors become domain errors."""
+    aiohttp = require("aiohttp", "server")
     try:
         yield
-    except httpx.TimeoutException as exc:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise ModelTimeout(f"upstream for {model_id} timed out") from exc
-    except httpx.TransportError as exc:
+    except aiohttp.ClientError as exc:
         raise Unavailable(f"upstream for {model_id} is unreachable: {exc}") from exc
 
 
@@ -50,22 +54,27 @@ class OpenAICompatibleEngine(Engine):
     def load(self) -> None:
         if not self.spec.base_url:
             raise ModelNotReady(f"model {self.spec.model_id} has no base_url")
-        headers = {"Authorization": f"Bearer {self.spec.api_key}"} if self.spec.api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=self.spec.base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(float(self.spec.options.get("timeout", 600)), connect=10.0),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-        )
+        self._base = self.spec.base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {self.spec.api_key}"} if self.spec.api_key else {}
+        self._timeout = float(self.spec.options.get("timeout", 600))
         self._remote = self.spec.remote_model or self.spec.model_id
+        self._session: Any = None  # created on first use, inside the serving event loop
+
+    def _client(self) -> Any:
+        if self._session is None or self._session.closed:
+            aiohttp = require("aiohttp", "server")
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=10),
+                connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
+            )
+        return self._session
 
     def close(self) -> None:
-        client = getattr(self, "_client", None)
-        if client is not None:
+        session = self._session
+        if session is not None and not session.closed:
             with contextlib.suppress(RuntimeError):
-                import asyncio
-
-                asyncio.get_event_loop().create_task(client.aclose())
+                asyncio.get_running_loop().create_task(session.close())
 
     async def stream(self, request: ChatRequest, cancel: threading.Event | None = None) -> AsyncIterator[EngineEvent]:
         body = self._body(request)
@@ -73,22 +82,24 @@ class OpenAICompatibleEngine(Engine):
         finish, usage = "stop", {"prompt_tokens": 0, "completion_tokens": 0}
         calls = ToolCallDeltas()
         with upstream_errors(self.spec.model_id):
-            async with self._client.stream("POST", path, json=body) as reply:
-                if reply.status_code >= 400:
-                    _raise_for_status(self.spec.model_id, reply.status_code, (await reply.aread()).decode(errors="replace"))
-                async for line in reply.aiter_lines():
-                    if not line.startswith("data:"):
+            async with self._client().post(self._base + path, json=body) as reply:
+                if reply.status >= 400:
+                    _raise_for_status(self.spec.model_id, reply.status, await reply.text())
+                async for raw in reply.content:
+                    line = raw.strip()
+                    if not line.startswith(b"data:"):
                         continue
                     data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
+                    if data == b"[DONE]":
+                        continue  # read to the end: a fully read response returns its connection to the pool
                     chunk = json.loads(data)
                     usage = chunk.get("usage") or usage
                     for choice in chunk.get("choices") or []:
-                        text = (choice.get("delta") or {}).get("content") or choice.get("text")
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content") or choice.get("text")
                         if text:
                             yield EngineText(text)
-                        calls.add(choice.get("delta") or {})
+                        calls.add(delta)
                         finish = choice.get("finish_reason") or finish
                     if cancel is not None and cancel.is_set():
                         break
@@ -100,22 +111,23 @@ class OpenAICompatibleEngine(Engine):
         body: dict[str, Any] = {"model": self._remote, "input": texts}
         if dimensions is not None:
             body["dimensions"] = dimensions
-        with upstream_errors(self.spec.model_id):
-            reply = await self._client.post("/embeddings", json=body)
-        _raise_for_status(self.spec.model_id, reply.status_code, reply.text)
-        data = reply.json()
+        data = await self._post_json("/embeddings", body)
         vectors = [item["embedding"] for item in sorted(data["data"], key=lambda d: d.get("index", 0))]
         return EmbeddingResult(vectors=vectors, input_tokens=(data.get("usage") or {}).get("prompt_tokens", 0))
 
     async def acount_tokens(self, request: ChatRequest) -> int:
-        # OpenAI-compatible servers have no common tokenize route: ask for zero new tokens and read usage.
+        # OpenAI-compatible servers have no common tokenize route: ask for one token and read usage.
         body = self._body(request) | {"stream": False, "max_tokens": 1}
         body.pop("stream_options", None)
         path = "/completions" if request.prompt is not None else "/chat/completions"
+        return int(((await self._post_json(path, body)).get("usage") or {}).get("prompt_tokens", 0))
+
+    async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         with upstream_errors(self.spec.model_id):
-            reply = await self._client.post(path, json=body)
-        _raise_for_status(self.spec.model_id, reply.status_code, reply.text)
-        return int((reply.json().get("usage") or {}).get("prompt_tokens", 0))
+            async with self._client().post(self._base + path, json=body) as reply:
+                text = await reply.text()
+        _raise_for_status(self.spec.model_id, reply.status, text)
+        return json.loads(text)  # type: ignore[no-any-return]
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         cfg = request.config
