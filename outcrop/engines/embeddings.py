@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 from outcrop.engines.base import Engine, require
 from outcrop.errors import Invalid, ModelNotReady
 from outcrop.types import EmbeddingResult
+
+_BATCH = 32
 
 
 class SentenceTransformersEngine(Engine):
@@ -19,36 +22,47 @@ class SentenceTransformersEngine(Engine):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         st = require("sentence_transformers", "local")
-        torch = require("torch", "local")
+        self._torch = require("torch", "local")
         if self.context.threads:
-            torch.set_num_threads(self.context.threads)
+            self._torch.set_num_threads(self.context.threads)
         if not self.context.model_path:
             raise ModelNotReady(f"model {self.spec.model_id} has no path")
         try:
             self._model = st.SentenceTransformer(self.context.model_path, device="cpu", local_files_only=True)
         except Exception as exc:
             raise ModelNotReady(f"model {self.spec.model_id} failed to load: {exc}") from exc
-        self._tokenizer = self._model.tokenizer
+        self._model.eval()
+        # sentence-transformers 5 renamed tokenize() to preprocess(); accept both.
+        self._preprocess = getattr(self._model, "preprocess", None) or self._model.tokenize
         self._lock = threading.Lock()  # torch CPU inference is already multi-threaded; serialize batches
-        self.dimensions = int(self._model.get_sentence_embedding_dimension() or 0)
+        self.dimensions = int(self._model[-1].get_sentence_embedding_dimension() if hasattr(
+            self._model[-1], "get_sentence_embedding_dimension") else len(self._forward(["x"])[0][0]))
 
     def embed(self, texts: list[str], dimensions: int | None, normalize: bool) -> EmbeddingResult:
         if dimensions is not None and not 0 < dimensions <= self.dimensions:
             raise Invalid(f"dimensions must be between 1 and {self.dimensions} for {self.spec.model_id}")
+        vectors: list[list[float]] = []
+        tokens = 0
         with self._lock:
-            vectors = self._model.encode(
-                texts, batch_size=32, convert_to_numpy=True, normalize_embeddings=normalize and dimensions is None
-            )
-        if dimensions is not None:
-            # Matryoshka-style truncation, then re-normalise so cosine scores stay meaningful.
-            vectors = vectors[:, :dimensions]
-            if normalize:
-                import numpy as np
+            for start in range(0, len(texts), _BATCH):
+                batch, count = self._forward(texts[start:start + _BATCH], dimensions, normalize)
+                vectors.extend(batch)
+                tokens += count
+        return EmbeddingResult(vectors=vectors, input_tokens=tokens)
 
-                norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-                vectors = vectors / np.maximum(norms, 1e-12)
-        tokens = sum(len(ids) for ids in self._tokenizer(texts, add_special_tokens=True)["input_ids"])
-        return EmbeddingResult(vectors=vectors.tolist(), input_tokens=tokens)
+    def _forward(self, texts: list[str], dimensions: int | None = None, normalize: bool = True) -> tuple[Any, int]:
+        """Tokenize once (the token count comes from the same pass) and run the model's modules directly:
+        for one short text, SentenceTransformer.encode's sorting and bookkeeping cost more than the model."""
+        torch = self._torch
+        features = self._preprocess(texts)
+        count = int(features["attention_mask"].sum())
+        with torch.inference_mode():
+            vectors = self._model(features)["sentence_embedding"]
+            if dimensions is not None:
+                vectors = vectors[:, :dimensions]  # Matryoshka-style truncation, re-normalised below
+            if normalize:
+                vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+        return vectors.tolist(), count
 
     def count_tokens(self, request: object) -> int:
         raise Invalid(f"CountTokens is not supported for embedding model {self.spec.model_id}")
