@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -48,6 +49,7 @@ def add(
     remote_model: str = typer.Option(None, "--remote-model", help="model name the endpoint expects"),
     kind: str = typer.Option("chat", help="chat | embedding"),
     tools: bool = typer.Option(False, help="the model can call tools"),
+    mmproj: Path = typer.Option(None, help="a vision GGUF's projector file: the model then takes image input"),
     name: str = typer.Option(None, help="display name"),
 ) -> None:
     """Add a model by local path or remote endpoint to the models file."""
@@ -61,9 +63,12 @@ def add(
         console.print(f"[red]{path} does not exist[/red]")
         raise typer.Exit(2)
     engine = "openai-compatible" if base_url else ("sentence-transformers" if kind == "embedding" else "llamacpp")
-    entry = {"id": model_id, "name": name or model_id, "engine": engine, "kind": kind,
+    entry: dict[str, Any] = {"id": model_id, "name": name or model_id, "engine": engine, "kind": kind,
              "path": str(path.resolve()) if path else None, "base_url": base_url, "api_key": api_key,
              "remote_model": remote_model, "supports_tools": tools}
+    if mmproj is not None:
+        entry["options"] = {"mmproj": str(mmproj.resolve())}
+        entry["input_modalities"] = ["TEXT", "IMAGE"]
     with friendly_errors():
         append_model(settings.models_path, entry)
     console.print(f"added {model_id} to {settings.models_path}; restart `outcrop serve` to pick it up")

@@ -26,6 +26,9 @@ class LlamaCppEngine(Engine):
         params.cpuparams.n_threads = self.context.threads
         params.cpuparams_batch.n_threads = self.context.threads
         params.use_jinja = True  # render messages and tools through the model's own chat template
+        mmproj = self.spec.options.get("mmproj")
+        if mmproj:  # a vision model's projector: image content blocks then reach the model as image_url parts
+            params.mmproj.path = str(mmproj)
         params.verbosity = -1
         # The server core also listens on a loopback port (used here for tokenize/apply-template);
         # a random key keeps every other local process out of it.
