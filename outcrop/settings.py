@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     default_embedding_model: str = "sentence-transformers.all-minilm-l6-v2-v1:0"
     threads: int = Field(0, ge=0, description="inference threads per model; 0 = all cores")
     slots: int = Field(4, ge=1, le=64, description="parallel sequences per chat model (continuous batching)")
-    context_size: int = Field(8192, ge=512, description="total KV cache, shared by the slots")
+    context_size: int = Field(16384, ge=512, description="total KV cache, shared by the slots (4096 tokens a slot by default)")
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_output_tokens: int = Field(4096, ge=1)
     tls_cert: Path | None = Field(None, description="PEM certificate; enables https")

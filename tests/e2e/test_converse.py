@@ -128,3 +128,11 @@ def test_count_tokens(runtime):
     longer = runtime.count_tokens(modelId=CLAUDE, input={"converse": {"messages": [
         user("hello, this is a considerably longer message with many more tokens in it")]}})["inputTokens"]
     assert 0 < short < longer
+
+
+def test_prompt_longer_than_the_context_is_a_validation_error(runtime):
+    long_text = "The quick brown fox jumps over the lazy dog. " * 1200  # ~12k tokens, over one slot's context
+    with pytest.raises(runtime.exceptions.ValidationException, match="too long"):
+        runtime.converse(modelId=CLAUDE, messages=[user(long_text)], inferenceConfig={"maxTokens": 10})
+    with pytest.raises(runtime.exceptions.ValidationException, match="too long"):
+        runtime.converse_stream(modelId=CLAUDE, messages=[user(long_text)], inferenceConfig={"maxTokens": 10})

@@ -109,3 +109,12 @@ def test_errors(server, openai_client):
         openai_client.chat.completions.create(model=QWEN, messages=[{"role": "user", "content": "hi"}], max_tokens=-1)
     with pytest.raises(openai.BadRequestError):
         openai_client.embeddings.create(model=QWEN, input="hi")
+
+
+def test_seed_makes_sampling_repeatable(openai_client):
+    def sample() -> str:
+        return openai_client.chat.completions.create(
+            model=QWEN, messages=[{"role": "user", "content": "Invent a name for a cat."}], temperature=1.0,
+            seed=1234, max_tokens=20).choices[0].message.content
+
+    assert sample() == sample()
