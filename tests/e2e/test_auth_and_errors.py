@@ -127,3 +127,12 @@ def test_embedding_model_cannot_chat(runtime):
 def test_health_needs_no_auth(server):
     assert httpx.get(f"{server.endpoint}/healthz").json()["status"] == "ok"
     assert "loaded_models" in httpx.get(f"{server.endpoint}/readyz").json()
+
+
+def test_secrets_are_not_stored_in_plain_text(server):
+    stored = b"".join(p.read_bytes() for p in server.home.glob("outcrop.db*"))
+    assert stored  # the database exists (and its WAL, if any)
+    for secret in (server.creds["secret_access_key"], server.creds["api_key"]):
+        assert secret.encode() not in stored
+    assert server.creds["access_key_id"].encode() in stored  # IDs are public; only secrets are protected
+    assert oct((server.home / "credentials.json").stat().st_mode & 0o777) == "0o600"
