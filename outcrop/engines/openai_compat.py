@@ -107,6 +107,29 @@ class OpenAICompatibleEngine(Engine):
             yield call
         yield EngineDone(finish, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
 
+    async def collect(self, request: ChatRequest, cancel: threading.Event) -> list[EngineEvent]:
+        """A whole answer in one non-streamed upstream call (cheaper than SSE). With stop sequences it
+        streams instead, so that generation is cut at the sequence and the stop reason stays exact."""
+        if request.config.stop:
+            return [event async for event in self.stream(request, cancel)]
+        body = self._body(request) | {"stream": False}
+        body.pop("stream_options", None)
+        data = await self._post_json("/completions" if request.prompt is not None else "/chat/completions", body)
+        events: list[EngineEvent] = []
+        finish = "stop"
+        for choice in (data.get("choices") or [])[:1]:
+            message = choice.get("message") or {}
+            text = message.get("content") if message else choice.get("text")
+            if text:
+                events.append(EngineText(text))
+            calls = ToolCallDeltas()
+            calls.add({"tool_calls": [dict(c, index=i) for i, c in enumerate(message.get("tool_calls") or [])]})
+            events.extend(calls.events())
+            finish = choice.get("finish_reason") or finish
+        usage = data.get("usage") or {}
+        events.append(EngineDone(finish, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)))
+        return events
+
     async def aembed(self, texts: list[str], dimensions: int | None, normalize: bool) -> EmbeddingResult:
         body: dict[str, Any] = {"model": self._remote, "input": texts}
         if dimensions is not None:

@@ -38,3 +38,20 @@ def test_unreachable_upstream_is_a_clean_error(gateway):
     rt = gateway.client("bedrock-runtime")
     with pytest.raises(rt.exceptions.ServiceUnavailableException, match="unreachable"):
         rt.converse(modelId="remote.broken-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
+
+
+def test_tool_calls_and_stop_sequences_through_remote_upstream(gateway):
+    rt = gateway.client("bedrock-runtime")
+    tool = {"toolSpec": {"name": "get_weather", "description": "Get the current weather for a city",
+                         "inputSchema": {"json": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                  "required": ["city"]}}}}
+    reply = rt.converse(modelId="remote.qwen-v1:0", toolConfig={"tools": [tool]},
+                        messages=[{"role": "user", "content": [{"text": "What is the weather in Paris?"}]}],
+                        inferenceConfig={"maxTokens": 200, "temperature": 0})
+    assert reply["stopReason"] == "tool_use"
+    call = next(b["toolUse"] for b in reply["output"]["message"]["content"] if "toolUse" in b)
+    assert call["name"] == "get_weather" and "paris" in call["input"]["city"].lower()
+    reply = rt.converse(modelId="remote.qwen-v1:0",
+                        messages=[{"role": "user", "content": [{"text": "Count from 1 to 20, separated by commas."}]}],
+                        inferenceConfig={"maxTokens": 100, "temperature": 0, "stopSequences": ["7"]})
+    assert reply["stopReason"] == "stop_sequence" and "7" not in reply["output"]["message"]["content"][0]["text"]
