@@ -113,9 +113,9 @@ class IdentityService:
             json.dump(asdict(creds), out, indent=2)
         tmp.replace(self.credentials_path)
 
-    def is_cached(self, key: str) -> bool:
-        """True when `key` (an access key ID or a bearer token) resolves without touching the database."""
-        return key in self._secrets or hash_token(key) in self._api_keys
+    def is_cached(self, access_key_id: str | None = None, token_digest: str | None = None) -> bool:
+        """True when the key resolves without touching the database."""
+        return access_key_id in self._secrets or token_digest in self._api_keys
 
     def access_key_secret(self, access_key_id: str) -> tuple[Caller, str]:
         """The caller and secret behind an access key ID (for SigV4), or UnrecognizedClient."""
@@ -134,8 +134,8 @@ class IdentityService:
         self._touch("ak:" + access_key_id)
         return cached
 
-    def api_key_caller(self, token: str) -> Caller:
-        digest = hash_token(token)
+    def api_key_caller(self, token: str, digest: str | None = None) -> Caller:
+        digest = digest or hash_token(token)
         cached = self._api_keys.get(digest)
         if cached is None:
             with self.sessions() as session:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 
-from outcrop.core.identity import Caller, IdentityService
+from outcrop.core.identity import Caller, IdentityService, hash_token
 from outcrop.errors import AuthenticationFailed, IncompleteSignature, InvalidSignature
 
 _SIGV4 = re.compile(
@@ -32,9 +32,10 @@ async def authenticate(request: Request, identity: IdentityService, bearer_only:
         token = header[7:].strip()
         if not token:
             raise IncompleteSignature("Authorization header requires a bearer token.")
-        if not identity.is_cached(token):  # first use: the database lookup runs off the event loop
-            return await asyncio.to_thread(identity.api_key_caller, token)
-        return identity.api_key_caller(token)
+        digest = hash_token(token)
+        if not identity.is_cached(token_digest=digest):  # first use: the database lookup runs off the event loop
+            return await asyncio.to_thread(identity.api_key_caller, token, digest)
+        return identity.api_key_caller(token, digest)
     if bearer_only:
         raise MissingAuthentication("Missing bearer authentication in header") if not header else \
             IncompleteSignature("Authorization header must be: Bearer <API key>")
@@ -45,7 +46,7 @@ async def authenticate(request: Request, identity: IdentityService, bearer_only:
     target = raw.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
     body = await request.body()
     akid = _SIGV4.match(header.strip())
-    if akid and not identity.is_cached(akid["akid"]):
+    if akid and not identity.is_cached(access_key_id=akid["akid"]):
         with contextlib.suppress(AuthenticationFailed):  # reported by verify_sigv4 with the right code
             await asyncio.to_thread(identity.access_key_secret, akid["akid"])
     return verify_sigv4(request.method, target, request.headers, body, identity)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from outcrop.core.identity import Caller
+from outcrop.ids import request_id
 
 log = logging.getLogger("outcrop.governance")
 
@@ -22,7 +22,7 @@ log = logging.getLogger("outcrop.governance")
 class CallContext:
     caller: Caller | None  # None: a local operator (CLI) acting without the server
     operation: str  # the API operation: "Converse", "InvokeModel", "CreateChatCompletion", ...
-    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    request_id: str = field(default_factory=request_id)
     source_ip: str | None = None
     user_agent: str | None = None
 

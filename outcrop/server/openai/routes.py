@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response, StreamingResponse
 
 from outcrop.core.governance import CallContext
+from outcrop.ids import hex_id
 from outcrop.server import streams
 from outcrop.server.deps import operation, services
 from outcrop.server.openai import translate
@@ -48,7 +48,7 @@ async def chat_completions(request: Request, ctx: CallContext = Depends(operatio
 
 
 async def _chat_sse(model: str, events: AsyncIterator[Any], include_usage: bool) -> AsyncIterator[bytes]:
-    base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
+    base = {"id": f"chatcmpl-{hex_id()}", "object": "chat.completion.chunk", "created": int(time.time()),
             "model": model}
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
@@ -86,7 +86,7 @@ async def completions(request: Request, ctx: CallContext = Depends(operation("Cr
 
 
 async def _completion_sse(model: str, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-    base = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()), "model": model}
+    base = {"id": f"cmpl-{hex_id()}", "object": "text_completion", "created": int(time.time()), "model": model}
     try:
         async for event in events:
             choice: dict[str, Any] | None = None

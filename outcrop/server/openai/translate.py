@@ -7,10 +7,10 @@ import binascii
 import json
 import struct
 import time
-import uuid
 from typing import Any
 
 from outcrop.errors import Invalid
+from outcrop.ids import hex_id
 from outcrop.server.fields import get
 from outcrop.types import (
     ChatRequest,
@@ -179,7 +179,7 @@ def chat_response(model: str, response: ChatResponse) -> dict[str, Any]:
     calls = [b for b in response.content if isinstance(b, ToolUseBlock)]
     if calls:
         message["tool_calls"] = [tool_call_json(c) for c in calls]
-    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+    return {"id": f"chatcmpl-{hex_id()}", "object": "chat.completion", "created": int(time.time()),
             "model": model, "choices": [{"index": 0, "message": message, "logprobs": None,
                                          "finish_reason": FINISH[response.stop_reason]}],
             "usage": usage_json(response.usage.input_tokens, response.usage.output_tokens)}
@@ -194,7 +194,7 @@ def usage_json(prompt: int, completion: int) -> dict[str, int]:
 
 
 def completion_response(model: str, response: ChatResponse) -> dict[str, Any]:
-    return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+    return {"id": f"cmpl-{hex_id()}", "object": "text_completion", "created": int(time.time()),
             "model": model, "choices": [{"index": 0, "text": response.text, "logprobs": None,
                                          "finish_reason": FINISH[response.stop_reason]}],
             "usage": usage_json(response.usage.input_tokens, response.usage.output_tokens)}

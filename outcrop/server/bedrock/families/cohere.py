@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from outcrop.errors import Invalid
+from outcrop.ids import request_id
 from outcrop.server.bedrock.families import metrics_field, number, string_list, text_field
 from outcrop.server.bedrock.families.prompts import prompt_to_messages
 from outcrop.types import (
@@ -36,8 +36,8 @@ class CohereCommand:
         return ChatRequest(model_id, messages, system, _config(body))
 
     def response(self, model_id: str, response: ChatResponse) -> dict[str, Any]:
-        return {"id": str(uuid.uuid4()), "prompt": self.prompt,
-                "generations": [{"id": str(uuid.uuid4()), "text": response.text,
+        return {"id": request_id(), "prompt": self.prompt,
+                "generations": [{"id": request_id(), "text": response.text,
                                  "finish_reason": _REASON[response.stop_reason]}]}
 
     def stream(self, model_id: str) -> _CommandStream:
@@ -74,7 +74,7 @@ class CohereCommandR:
         return ChatRequest(model_id, messages, system, _config(body))
 
     def response(self, model_id: str, response: ChatResponse) -> dict[str, Any]:
-        return {"response_id": str(uuid.uuid4()), "text": response.text, "generation_id": str(uuid.uuid4()),
+        return {"response_id": request_id(), "text": response.text, "generation_id": request_id(),
                 "chat_history": self.history + [{"role": "CHATBOT", "message": response.text}],
                 "finish_reason": _REASON[response.stop_reason]}
 
@@ -84,7 +84,7 @@ class CohereCommandR:
 
 class _CommandRStream:
     def start(self) -> list[dict[str, Any]]:
-        return [{"is_finished": False, "event_type": "stream-start", "generation_id": str(uuid.uuid4())}]
+        return [{"is_finished": False, "event_type": "stream-start", "generation_id": request_id()}]
 
     def text(self, text: str) -> list[dict[str, Any]]:
         return [{"is_finished": False, "event_type": "text-generation", "text": text}]
@@ -114,7 +114,7 @@ class CohereEmbed:
         return EmbeddingRequest(model_id, texts, None, True)
 
     def response(self, body: dict[str, Any], request: EmbeddingRequest, result: EmbeddingResult) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": str(uuid.uuid4()), "texts": request.texts}
+        out: dict[str, Any] = {"id": request_id(), "texts": request.texts}
         types = body.get("embedding_types")
         if not types:
             out.update(response_type="embeddings_floats", embeddings=result.vectors)
