@@ -139,19 +139,11 @@ class InferenceService:
         return self._recorded_stream(ctx, request, live=True)
 
     async def _recorded_stream(self, ctx: CallContext, request: ChatRequest, live: bool) -> AsyncIterator[ChatEvent]:
-        record = Invocation(ctx, request.model_id, request.model_id)
-        started = time.perf_counter()
-        try:
+        with self._recorded(ctx, request.model_id) as record:
             async for event in self._generate(request, record, live):
                 if isinstance(event, Finished):
                     record.input_tokens, record.output_tokens = event.usage.input_tokens, event.usage.output_tokens
                 yield event
-        except BaseException as exc:
-            record.error = type(exc).__name__
-            raise
-        finally:
-            record.latency_ms = int((time.perf_counter() - started) * 1000)
-            self.recorder.record(record)
 
     async def _generate(self, request: ChatRequest, record: Invocation, live: bool) -> AsyncIterator[ChatEvent]:
         resolved = self.resolve(request.model_id)
