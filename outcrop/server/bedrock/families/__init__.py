@@ -17,6 +17,16 @@ class ChatStream(Protocol):
     def finish(self, finished: Finished, metrics: dict[str, int]) -> list[dict[str, Any]]: ...
 
 
+class TextOnlyStream:
+    """Base for families whose stream has no opening chunk and no tool-call chunks (prompt-style bodies)."""
+
+    def start(self) -> list[dict[str, Any]]:
+        return []
+
+    def tool(self, block: ToolUseBlock) -> list[dict[str, Any]]:
+        return []
+
+
 class ChatFamily(Protocol):
     def request(self, model_id: str, body: dict[str, Any]) -> ChatRequest: ...
     def response(self, model_id: str, response: ChatResponse) -> dict[str, Any]: ...

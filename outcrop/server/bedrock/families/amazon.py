@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from outcrop.errors import Invalid
-from outcrop.server.bedrock.families import metrics_field, number, string_list, text_field
+from outcrop.server.bedrock.families import TextOnlyStream, metrics_field, number, string_list, text_field
 from outcrop.server.bedrock.families.prompts import prompt_to_messages
 from outcrop.types import (
     ChatRequest,
@@ -14,7 +14,6 @@ from outcrop.types import (
     EmbeddingResult,
     Finished,
     InferenceConfig,
-    ToolUseBlock,
 )
 
 _REASON = {"end_turn": "FINISH", "max_tokens": "LENGTH", "stop_sequence": "STOP_CRITERIA_MET", "tool_use": "FINISH"}
@@ -39,20 +38,14 @@ class TitanText:
         return _TitanStream()
 
 
-class _TitanStream:
+class _TitanStream(TextOnlyStream):
     def __init__(self) -> None:
         self.count = 0
-
-    def start(self) -> list[dict[str, Any]]:
-        return []
 
     def text(self, text: str) -> list[dict[str, Any]]:
         self.count += 1
         return [{"outputText": text, "index": 0, "totalOutputTextTokenCount": None, "completionReason": None,
                  "inputTextTokenCount": None}]
-
-    def tool(self, block: ToolUseBlock) -> list[dict[str, Any]]:
-        return []
 
     def finish(self, finished: Finished, metrics: dict[str, int]) -> list[dict[str, Any]]:
         usage = finished.usage

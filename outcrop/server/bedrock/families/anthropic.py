@@ -9,7 +9,7 @@ import secrets
 from typing import Any
 
 from outcrop.errors import Invalid
-from outcrop.server.bedrock.families import metrics_field, number, string_list, text_field
+from outcrop.server.bedrock.families import TextOnlyStream, metrics_field, number, string_list, text_field
 from outcrop.server.bedrock.families.prompts import prompt_to_messages
 from outcrop.types import (
     ChatRequest,
@@ -132,15 +132,10 @@ class _MessagesStream:
         return [{"type": "content_block_stop", "index": self.index - 1}]
 
 
-class _LegacyStream:
-    def start(self) -> list[dict[str, Any]]:
-        return []
+class _LegacyStream(TextOnlyStream):
 
     def text(self, text: str) -> list[dict[str, Any]]:
         return [{"type": "completion", "completion": text, "stop_reason": None, "stop": None}]
-
-    def tool(self, block: ToolUseBlock) -> list[dict[str, Any]]:
-        return []
 
     def finish(self, finished: Finished, metrics: dict[str, int]) -> list[dict[str, Any]]:
         usage = finished.usage

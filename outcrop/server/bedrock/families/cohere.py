@@ -6,7 +6,7 @@ from typing import Any
 
 from outcrop.errors import Invalid
 from outcrop.ids import request_id
-from outcrop.server.bedrock.families import metrics_field, number, string_list, text_field
+from outcrop.server.bedrock.families import TextOnlyStream, metrics_field, number, string_list, text_field
 from outcrop.server.bedrock.families.prompts import prompt_to_messages
 from outcrop.types import (
     ChatRequest,
@@ -17,7 +17,6 @@ from outcrop.types import (
     InferenceConfig,
     Message,
     TextBlock,
-    ToolUseBlock,
 )
 
 _REASON = {"end_turn": "COMPLETE", "max_tokens": "MAX_TOKENS", "stop_sequence": "COMPLETE", "tool_use": "COMPLETE"}
@@ -44,15 +43,10 @@ class CohereCommand:
         return _CommandStream()
 
 
-class _CommandStream:
-    def start(self) -> list[dict[str, Any]]:
-        return []
+class _CommandStream(TextOnlyStream):
 
     def text(self, text: str) -> list[dict[str, Any]]:
         return [{"text": text, "is_finished": False}]
-
-    def tool(self, block: ToolUseBlock) -> list[dict[str, Any]]:
-        return []
 
     def finish(self, finished: Finished, metrics: dict[str, int]) -> list[dict[str, Any]]:
         u = finished.usage
@@ -82,15 +76,12 @@ class CohereCommandR:
         return _CommandRStream()
 
 
-class _CommandRStream:
+class _CommandRStream(TextOnlyStream):
     def start(self) -> list[dict[str, Any]]:
         return [{"is_finished": False, "event_type": "stream-start", "generation_id": request_id()}]
 
     def text(self, text: str) -> list[dict[str, Any]]:
         return [{"is_finished": False, "event_type": "text-generation", "text": text}]
-
-    def tool(self, block: ToolUseBlock) -> list[dict[str, Any]]:
-        return []
 
     def finish(self, finished: Finished, metrics: dict[str, int]) -> list[dict[str, Any]]:
         u = finished.usage

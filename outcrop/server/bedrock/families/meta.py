@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from outcrop.server.bedrock.families import metrics_field, number, text_field
+from outcrop.server.bedrock.families import TextOnlyStream, metrics_field, number, text_field
 from outcrop.server.bedrock.families.prompts import prompt_to_messages
-from outcrop.types import ChatRequest, ChatResponse, Finished, InferenceConfig, ToolUseBlock
+from outcrop.types import ChatRequest, ChatResponse, Finished, InferenceConfig
 
 _REASON = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop", "tool_use": "stop"}
 
@@ -26,20 +26,14 @@ class Llama:
         return _LlamaStream()
 
 
-class _LlamaStream:
+class _LlamaStream(TextOnlyStream):
     def __init__(self) -> None:
         self.count = 0
-
-    def start(self) -> list[dict[str, Any]]:
-        return []
 
     def text(self, text: str) -> list[dict[str, Any]]:
         self.count += 1
         return [{"generation": text, "prompt_token_count": None, "generation_token_count": self.count,
                  "stop_reason": None}]
-
-    def tool(self, block: ToolUseBlock) -> list[dict[str, Any]]:
-        return []
 
     def finish(self, finished: Finished, metrics: dict[str, int]) -> list[dict[str, Any]]:
         u = finished.usage

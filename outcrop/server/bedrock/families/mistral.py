@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from outcrop.server.bedrock.families import ai21, metrics_field, number, string_list, text_field
+from outcrop.server.bedrock.families import TextOnlyStream, ai21, metrics_field, number, string_list, text_field
 from outcrop.server.bedrock.families.prompts import prompt_to_messages
-from outcrop.types import ChatRequest, ChatResponse, Finished, InferenceConfig, ToolUseBlock
+from outcrop.types import ChatRequest, ChatResponse, Finished, InferenceConfig
 
 _REASON = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop", "tool_use": "tool_calls"}
 
@@ -32,15 +32,10 @@ class Mistral:
         return self.chat.stream(model_id) if self.chat is not None else _MistralStream()
 
 
-class _MistralStream:
-    def start(self) -> list[dict[str, Any]]:
-        return []
+class _MistralStream(TextOnlyStream):
 
     def text(self, text: str) -> list[dict[str, Any]]:
         return [{"outputs": [{"text": text, "stop_reason": None}]}]
-
-    def tool(self, block: ToolUseBlock) -> list[dict[str, Any]]:
-        return []
 
     def finish(self, finished: Finished, metrics: dict[str, int]) -> list[dict[str, Any]]:
         u = finished.usage
