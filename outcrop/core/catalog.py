@@ -99,6 +99,7 @@ class Catalog:
     settings: Settings
     models: dict[str, ModelSpec] = field(default_factory=dict)
     aliases: list[Alias] = field(default_factory=list)
+    _listing: list[tuple[str, str, str, ModelSpec]] | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, settings: Settings) -> Catalog:
@@ -128,7 +129,14 @@ class Catalog:
         raise NotFound(f"The provided model identifier is invalid: {model_id}. Use ListFoundationModels to see them.")
 
     def foundation_models(self) -> list[tuple[str, str, str, ModelSpec]]:
-        """(model ID, provider, name, serving spec) for every listed model, local ones first."""
+        """(model ID, provider, name, serving spec) for every listed model, local ones first.
+
+        The catalog does not change after load, so the alias resolution runs once, not per listing call."""
+        if self._listing is None:
+            self._listing = self._list_models()
+        return self._listing
+
+    def _list_models(self) -> list[tuple[str, str, str, ModelSpec]]:
         rows = [(s.model_id, s.provider, s.name, s) for s in self.models.values()]
         for table in (BEDROCK_CHAT_IDS, BEDROCK_EMBEDDING_IDS):
             for model_id, (provider, name) in table.items():

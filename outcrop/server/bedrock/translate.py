@@ -217,7 +217,6 @@ class ConverseStreamEncoder:
     def __init__(self) -> None:
         self.index = 0
         self.text_open = False
-        self.started_at: float | None = None
 
     def start(self) -> Iterator[tuple[str, dict[str, Any]]]:
         yield "messageStart", {"role": "assistant"}

@@ -148,5 +148,3 @@ def _content(m: dict[str, Any]) -> list[ContentBlock]:
         blocks.append(ToolUseBlock(str(call.get("id")), str(fn.get("name")), args))
     return blocks or [TextBlock("")]
 
-
-__all__ = ["Jamba", "Jurassic", "prompt_to_messages"]
