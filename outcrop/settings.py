@@ -6,7 +6,7 @@ import ipaddress
 import os
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 
@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert")
     tls_self_signed: bool = Field(False, description="generate and use a self-signed certificate in <home>/tls")
     allow_public_bind: bool = False
+    allowed_cidrs: list[str] = Field(default_factory=list, description="only these networks may connect (the private-endpoint analogue); empty = any")
+    master_key: SecretStr | None = Field(None, description="base64 of 32 bytes; instead of the key file")
+    master_key_file: Path | None = Field(None, description="master keyring file; default <home>/master.key")
+    auth_failures_per_minute: int = Field(20, ge=1, description="failed authentications per source or key before throttling")
     log_level: str = "info"
 
     @classmethod
@@ -51,9 +55,19 @@ class Settings(BaseSettings):
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _check_cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"allowed_cidrs: {cidr!r} is not a network (e.g. 10.0.0.0/8)") from None
+        return value
+
     @model_validator(mode="after")
     def _refuse_public_bind(self) -> Settings:
-        # Until TLS and policies land (issue 3), a public bind would expose keys over plain HTTP.
+        # Without TLS a public bind would send keys and prompts over plain HTTP: only when explicitly overridden.
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key must be given together")
         if not self.allow_public_bind and not self.tls_enabled and not _is_loopback(self.host):
@@ -70,6 +84,10 @@ class Settings(BaseSettings):
     @property
     def scheme(self) -> str:
         return "https" if self.tls_enabled else "http"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.master_key_file or self.home / "master.key"
 
     @property
     def models_path(self) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from outcrop.cli import chat, models, serve
+from outcrop.cli import admin, chat, models, serve
 
 app = typer.Typer(name="outcrop", help="Amazon Bedrock's capabilities on your own hardware.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -13,6 +13,11 @@ app.command("env")(serve.env)
 app.add_typer(models.app, name="models")
 app.command("chat")(chat.chat)
 app.command("embed")(chat.embed)
+app.add_typer(admin.accounts, name="accounts")
+app.add_typer(admin.users, name="users")
+app.add_typer(admin.roles, name="roles")
+app.add_typer(admin.keys, name="keys")
+app.add_typer(admin.policies, name="policies")
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ def serve(
             except Exception as exc:  # the server still starts: missing packs fall back or answer ModelNotReady
                 console.print(f"[yellow bold]warning:[/yellow bold] model packs not ready: {exc}")
         services = Services.build(settings)
-        created = services.identity.bootstrap()
+        created = services.accounts.bootstrap()
     creds = services.identity.credentials()
     if created:
         console.print("[bold]First start: created the default account.[/bold] Secrets are shown once and kept in "

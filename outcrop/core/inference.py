@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from outcrop import modelpacks
-from outcrop.core.catalog import SMOLLM2_ID, Catalog, Resolved
+from outcrop.core.access import STREAM_ACTION, AccessService, model_arn
+from outcrop.core.catalog import SMOLLM2_ID, Catalog, Resolved, normalize_model_id
 from outcrop.core.governance import CallContext, Invocation, Recorder, UsageRecorder
 from outcrop.core.tools import OutputFilter, parse_tool_calls
 from outcrop.engines.base import Engine, EngineContext, EngineDone, EngineEvent, EngineText, EngineToolCall
@@ -105,14 +106,25 @@ class ModelPool:
 
 
 class InferenceService:
-    def __init__(self, settings: Settings, catalog: Catalog, pool: ModelPool, recorder: Recorder | None = None) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog, pool: ModelPool, recorder: Recorder | None = None,
+                 access: AccessService | None = None) -> None:
         self.settings = settings
         self.catalog = catalog
         self.pool = pool
         self.recorder: Recorder = recorder or UsageRecorder()
+        self.access = access or AccessService(lambda account, principal: [])
 
     def resolve(self, model_id: str) -> Resolved:
         return self.catalog.resolve(model_id)
+
+    def foundation_models(self, ctx: CallContext) -> list[tuple[str, str, str, ModelSpec]]:
+        """The catalog listing, for a caller allowed to list it."""
+        self.access.require(ctx)
+        return self.catalog.foundation_models()
+
+    def foundation_model(self, ctx: CallContext, model_id: str) -> Resolved:
+        self.access.require(ctx, model_arn(self.settings.region, normalize_model_id(model_id)))
+        return self.resolve(model_id)
 
     async def chat(self, ctx: CallContext, request: ChatRequest) -> ChatResponse:
         started = time.perf_counter()
@@ -139,7 +151,7 @@ class InferenceService:
         return self._recorded_stream(ctx, request, live=True)
 
     async def _recorded_stream(self, ctx: CallContext, request: ChatRequest, live: bool) -> AsyncIterator[ChatEvent]:
-        with self._recorded(ctx, request.model_id) as record:
+        with self._recorded(ctx, request.model_id, STREAM_ACTION if live else None) as record:
             async for event in self._generate(request, record, live):
                 if isinstance(event, Finished):
                     record.input_tokens, record.output_tokens = event.usage.input_tokens, event.usage.output_tokens
@@ -245,10 +257,12 @@ class InferenceService:
             return await engine.acount_tokens(request)
 
     @contextlib.contextmanager
-    def _recorded(self, ctx: CallContext, model_id: str) -> Iterator[Invocation]:
+    def _recorded(self, ctx: CallContext, model_id: str, action: str | None = None) -> Iterator[Invocation]:
+        """Authorize the call on the model as requested, then time it and report it, whatever the outcome."""
         record = Invocation(ctx, model_id, model_id)
         started = time.perf_counter()
         try:
+            self.access.require(ctx, model_arn(self.settings.region, model_id), action)
             yield record
         except BaseException as exc:
             record.error = type(exc).__name__

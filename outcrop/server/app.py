@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,10 +13,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outcrop import __version__
-from outcrop.errors import Invalid, NotFound, OutcropError, PayloadTooLarge
+from outcrop.errors import AccessDenied, Invalid, NotFound, OutcropError, PayloadTooLarge
 from outcrop.server import deps
 from outcrop.server.bedrock import routes_control, routes_runtime
 from outcrop.server.bedrock import wire as bedrock_wire
+from outcrop.server.kms import routes as kms_routes
+from outcrop.server.native import routes as native_routes
+from outcrop.server.openai import files as openai_files
 from outcrop.server.openai import routes as openai_routes
 from outcrop.server.openai import wire as openai_wire
 from outcrop.settings import Settings
@@ -27,23 +31,51 @@ def render_error(request: Request, exc: Exception) -> Response:
     """Each surface answers in its own envelope."""
     if request.url.path.startswith("/v1/") or request.url.path == "/v1":
         return openai_wire.error_response(exc)
+    if request.url.path == "/" and request.headers.get("x-amz-target", "").startswith(kms_routes.TARGET):
+        return kms_routes.error_response(exc)
     return bedrock_wire.error_response(exc)
 
 
-class BodyLimit:
-    """Refuse bodies over the limit before they are buffered (declared or streamed length)."""
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+]
+_HSTS = (b"strict-transport-security", b"max-age=31536000")
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+
+class Guard:
+    """The first door: the network allowlist, the body limit (declared or streamed), security headers.
+
+    One middleware, not three: each ASGI layer costs on every request (docs/benchmarks.md)."""
+
+    def __init__(self, app: ASGIApp, limit: int, allowed_cidrs: list[str]) -> None:
         self.app = app
         self.limit = limit
+        self.networks = [ipaddress.ip_network(c, strict=False) for c in allowed_cidrs]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        extra = _SECURITY_HEADERS + [_HSTS] if scope.get("scheme") == "https" else _SECURITY_HEADERS
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        if self.networks and not self._allowed(scope):
+            client = (scope.get("client") or ("unknown",))[0]
+            await self._reject(scope, receive, send_with_headers,
+                               AccessDenied(f"Requests from {client} are not allowed by this endpoint's network policy."))
+            return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._reject(scope, receive, send)
+            await self._reject(scope, receive, send_with_headers,
+                               PayloadTooLarge(f"Request body exceeds the limit of {self.limit} bytes"))
             return
         seen = 0
 
@@ -55,10 +87,19 @@ class BodyLimit:
                 raise PayloadTooLarge(f"Request body exceeds the limit of {self.limit} bytes")
             return message
 
-        await self.app(scope, counted, send)
+        await self.app(scope, counted, send_with_headers)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exc = PayloadTooLarge(f"Request body exceeds the limit of {self.limit} bytes")
+    def _allowed(self, scope: Scope) -> bool:
+        client = scope.get("client")
+        if not client:
+            return False
+        try:
+            address = ipaddress.ip_address(client[0])
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
         response = render_error(Request(scope, receive), exc)
         await response(scope, receive, send)
 
@@ -108,5 +149,8 @@ def create_app(settings: Settings, services: deps.Services | None = None, plugin
     app.include_router(routes_runtime.router)
     app.include_router(routes_control.router)
     app.include_router(openai_routes.router)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.include_router(openai_files.router)
+    app.include_router(native_routes.router)
+    app.include_router(kms_routes.router)
+    app.add_middleware(Guard, limit=settings.max_body_bytes, allowed_cidrs=settings.allowed_cidrs)
     return app

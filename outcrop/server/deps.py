@@ -7,15 +7,27 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from outcrop.core.access import BEARER_ACTION, OPERATIONS, AccessService, attached_policies
+from outcrop.core.accounts import AccountsService
 from outcrop.core.catalog import Catalog
-from outcrop.core.crypto import MasterKey
+from outcrop.core.crypto import MasterKeyring
+from outcrop.core.files import FileService
 from outcrop.core.governance import CallContext
 from outcrop.core.identity import IdentityService
 from outcrop.core.inference import InferenceService, ModelPool
+from outcrop.core.kms import KeyService
+from outcrop.core.policies import PoliciesService
 from outcrop.plugins import engine_classes, plugin_manager
-from outcrop.server.auth import authenticate
+from outcrop.server.auth import AuthThrottle, authenticate
 from outcrop.settings import Settings
+from outcrop.storage.blobs import BlobStore
 from outcrop.storage.db import make_engine, migrate, session_factory
+
+
+def master_keyring(settings: Settings) -> MasterKeyring:
+    if settings.master_key is not None:
+        return MasterKeyring.from_secret(settings.master_key.get_secret_value())
+    return MasterKeyring.from_file(settings.master_key_path)
 
 
 @dataclass
@@ -24,6 +36,12 @@ class Services:
     catalog: Catalog
     inference: InferenceService
     identity: IdentityService
+    access: AccessService
+    accounts: AccountsService
+    policies: PoliciesService
+    keys: KeyService
+    files: FileService
+    throttle: AuthThrottle
 
     @classmethod
     def build(cls, settings: Settings, plugins: list[object] | None = None) -> Services:
@@ -31,11 +49,19 @@ class Services:
         settings.home.chmod(0o700)
         db = make_engine(settings.database_url)
         migrate(db)
-        identity = IdentityService(session_factory(db), MasterKey.from_file(settings.home / "master.key"),
-                                   settings.home / "credentials.json")
+        sessions = session_factory(db)
+        identity = IdentityService(sessions, master_keyring(settings), settings.home / "credentials.json")
+        access = AccessService(attached_policies(sessions))
+        identity.on_change.append(access.invalidate)
+        accounts = AccountsService(identity, access)
+        keys = KeyService(sessions, identity.master, access, settings.region)
+        keys.purge_due()
         catalog = Catalog.load(settings)
         pool = ModelPool(settings, engine_classes(plugin_manager(plugins)))
-        return cls(settings, catalog, InferenceService(settings, catalog, pool), identity)
+        return cls(settings, catalog, InferenceService(settings, catalog, pool, access=access), identity, access,
+                   accounts, PoliciesService(accounts, access), keys,
+                   FileService(keys, BlobStore(settings.home / "blobs"), access),
+                   AuthThrottle(settings.auth_failures_per_minute))
 
     def close(self) -> None:
         self.inference.pool.close()
@@ -45,12 +71,26 @@ def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-def operation(name: str, bearer_only: bool = False) -> Callable[[Request], Awaitable[CallContext]]:
-    """A route dependency: authenticate the request and describe it for the governance hook."""
+def operation(name: str, bearer_only: bool = False,
+              service: str = "bedrock") -> Callable[[Request], Awaitable[CallContext]]:
+    """A route dependency: authenticate the request and describe it for authorization and governance."""
+    if name not in OPERATIONS:
+        raise KeyError(f"operation {name!r} has no IAM action in outcrop.core.access.OPERATIONS")
 
     async def dependency(request: Request) -> CallContext:
-        who = await authenticate(request, services(request).identity, bearer_only=bearer_only)
-        client = request.client.host if request.client else None
-        return CallContext(who, name, source_ip=client, user_agent=request.headers.get("user-agent"))
+        return await call_context(request, name, bearer_only, service)
 
     return dependency
+
+
+async def call_context(request: Request, name: str, bearer_only: bool = False,
+                       service: str = "bedrock") -> CallContext:
+    svc = services(request)
+    client = request.client.host if request.client else None
+    who = await authenticate(request, svc.identity, svc.throttle, svc.settings.region, client,
+                             bearer_only=bearer_only, service=service)
+    ctx = CallContext(who, name, source_ip=client, user_agent=request.headers.get("user-agent"),
+                      secure=request.url.scheme == "https", region=svc.settings.region)
+    if who.auth == "api_key":
+        svc.access.require(ctx, "*", BEARER_ACTION)
+    return ctx

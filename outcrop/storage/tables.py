@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, LargeBinary, String
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -18,17 +18,20 @@ class Account(Base):
     id: Mapped[str] = mapped_column(String(12), primary_key=True)  # 12-digit AWS-style account ID
     name: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), default="Active")  # Active | Suspended
 
 
 class Principal(Base):
     __tablename__ = "principals"
+    __table_args__ = (UniqueConstraint("account_id", "kind", "name"),)
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # AIDA… unique ID
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # AIDA… (user) / AROA… (role) unique ID
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
     name: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(16))  # user | role
-    is_admin: Mapped[bool] = mapped_column(default=False)
+    is_admin: Mapped[bool] = mapped_column(default=False)  # the account's root-like admin: every action in it
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    is_operator: Mapped[bool] = mapped_column(default=False)  # runs the service: creates and suspends accounts
 
 
 class AccessKey(Base):
@@ -56,3 +59,66 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class PolicyDocument(Base):
+    """A customer-managed policy (AWS-managed ones live in code, see outcrop/core/policy.py)."""
+
+    __tablename__ = "policies"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # ANPA…
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    document: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PolicyAttachment(Base):
+    __tablename__ = "policy_attachments"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), primary_key=True)
+    policy_arn: Mapped[str] = mapped_column(String(512), primary_key=True)
+
+
+class KmsKey(Base):
+    """A key of the account's keyring: its default data key, or a customer-managed key (CMK).
+
+    The key material is wrapped by the master key; deleting the row is crypto-shredding.
+    """
+
+    __tablename__ = "kms_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # a UUID, as KMS key IDs are
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    manager: Mapped[str] = mapped_column(String(16))  # AWS (the account's default data key) | CUSTOMER
+    description: Mapped[str] = mapped_column(String(8192), default="")
+    state: Mapped[str] = mapped_column(String(24))  # Enabled | Disabled | PendingDeletion
+    material_wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deletion_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class StoredFile(Base):
+    """An uploaded file (OpenAI Files API); its bytes lie encrypted in the blob store."""
+
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # file-…
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    filename_encrypted: Mapped[bytes] = mapped_column(LargeBinary)  # file names are customer content too
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    kms_key_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Generation(Base):
+    """Counters bumped on every change to a cached domain, so other processes notice (CLI while serving)."""
+
+    __tablename__ = "generations"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)

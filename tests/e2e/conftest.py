@@ -55,7 +55,8 @@ def start_server(home: Path, port: int, extra_env: dict[str, str] | None = None,
     if shared.exists() and not (home / "models").exists():
         (home / "models").symlink_to(shared)  # reuse models assembled by `make packs`
     env = {**os.environ, "OUTCROP_HOME": str(home), "OUTCROP_PORT": str(port), "OUTCROP_SLOTS": "4",
-           "OUTCROP_CONTEXT_SIZE": "16384", **({"OUTCROP_TLS_SELF_SIGNED": "1"} if tls else {}), **(extra_env or {})}
+           "OUTCROP_CONTEXT_SIZE": "16384",
+           "OUTCROP_AUTH_FAILURES_PER_MINUTE": "1000", **({"OUTCROP_TLS_SELF_SIGNED": "1"} if tls else {}), **(extra_env or {})}
     env.pop("AWS_BEARER_TOKEN_BEDROCK", None)
     log = (home / "server.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "outcrop", "serve"], env=env, stdout=log, stderr=log)

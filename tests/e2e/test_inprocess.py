@@ -57,7 +57,7 @@ def inproc(tmp_path_factory, monkeypatch_module):
     port = free_port()
     settings = Settings(home=home, port=port, default_chat_model="test.unpacked-v1:0", slots=1, context_size=2048)
     services = Services.build(settings, plugins=[ScriptedPlugin()])
-    creds = services.identity.bootstrap()
+    creds = services.accounts.bootstrap()
     server = uvicorn.Server(uvicorn.Config(create_app(settings, services), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -57,28 +57,3 @@ def test_models_file_rejects_unknown_fields(settings):
 def test_public_bind_refused(tmp_path):
     with pytest.raises(ValueError, match="refusing to bind"):
         Settings(home=tmp_path, host="0.0.0.0")
-
-
-def test_master_key_readable_by_others_is_refused(tmp_path):
-    from outcrop.core.crypto import MasterKey
-    from outcrop.errors import OutcropError
-
-    key = tmp_path / "master.key"
-    MasterKey.from_file(key)
-    assert oct(key.stat().st_mode & 0o777) == "0o600"
-    key.chmod(0o644)
-    with pytest.raises(OutcropError, match="readable by others"):
-        MasterKey.from_file(key)
-
-
-def test_secrets_are_wrapped_not_stored_plainly(tmp_path):
-    from outcrop.core.crypto import MasterKey
-
-    master = MasterKey.from_file(tmp_path / "master.key")
-    blob = master.wrap(b"the secret", b"AKIA1")
-    assert b"the secret" not in blob
-    assert master.unwrap(blob, b"AKIA1") == b"the secret"
-    from cryptography.exceptions import InvalidTag
-
-    with pytest.raises(InvalidTag):  # bound to its context: a blob moved to another key ID does not open
-        master.unwrap(blob, b"AKIA2")

@@ -25,6 +25,8 @@ class CallContext:
     request_id: str = field(default_factory=request_id)
     source_ip: str | None = None
     user_agent: str | None = None
+    secure: bool = False  # arrived over TLS (aws:SecureTransport)
+    region: str = "us-east-1"
 
 
 LOCAL = CallContext(caller=None, operation="Local")

@@ -46,7 +46,7 @@ async def list_foundation_models(request: Request, ctx: CallContext = Depends(op
             raise Invalid(f"1 validation error detected: Value '{q[key]}' at '{key}' failed to satisfy constraint: "
                           f"Member must satisfy enum value set: [{', '.join(sorted(allowed))}]")
     rows = []
-    for model_id, provider, name, spec in svc.catalog.foundation_models():
+    for model_id, provider, name, spec in svc.inference.foundation_models(ctx):
         item = summary(svc.settings.region, model_id, provider, name, spec)
         if "byProvider" in q and q["byProvider"].lower() != provider.lower():
             continue
@@ -65,7 +65,7 @@ async def get_foundation_model(request: Request, ctx: CallContext = Depends(oper
     svc = services(request)
     raw = (request.scope.get("raw_path") or b"").decode("latin-1")
     identifier = unquote(raw.rsplit("/foundation-models/", 1)[-1]) if raw else request.path_params["model_identifier"]
-    resolved = svc.catalog.resolve(identifier)
+    resolved = svc.inference.foundation_model(ctx, identifier)
     listed = {row[0]: row for row in svc.catalog.foundation_models()}
     if resolved.requested in listed:
         model_id, provider, name, spec = listed[resolved.requested]

@@ -23,15 +23,14 @@ router = APIRouter(prefix="/v1")
 
 @router.get("/models")
 async def list_models(request: Request, ctx: CallContext = Depends(operation("ListModels", bearer_only=True))) -> Response:
-    catalog = services(request).catalog
     data = [{"id": model_id, "object": "model", "created": 0, "owned_by": provider}
-            for model_id, provider, _, _ in catalog.foundation_models()]
+            for model_id, provider, _, _ in services(request).inference.foundation_models(ctx)]
     return json_response({"object": "list", "data": data})
 
 
 @router.get("/models/{model_id:path}")
 async def get_model(model_id: str, request: Request, ctx: CallContext = Depends(operation("RetrieveModel", bearer_only=True))) -> Response:
-    resolved = services(request).catalog.resolve(model_id)
+    resolved = services(request).inference.foundation_model(ctx, model_id)
     return json_response({"id": model_id, "object": "model", "created": 0, "owned_by": resolved.spec.provider})
 
 

@@ -1,0 +1,193 @@
+"""The isolation matrix: every operation, called by another account and by a principal with no policy.
+
+Every route of the app and every KMS operation must appear in OPERATIONS below; a new route that is
+not added here fails test_every_route_is_in_the_matrix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from outcrop.core.access import OPERATIONS as IAM_ACTIONS
+from tests.e2e.iam import MANAGED, Principal, new_account
+
+CHAT = "anthropic.claude-3-haiku-20240307-v1%3A0"
+EMBED = "amazon.titan-embed-text-v2%3A0"
+MSGS = [{"role": "user", "content": [{"text": "hi"}]}]
+
+# (operation, method, path, body, how account B's admin fares on account A's resources)
+#   shared:   not a tenant resource (the model catalog): B may use it
+#   own:      creates or reads B's own things: works, and A's never show up
+#   foreign:  names A's resource: B is told it does not exist
+#   operator: the service operator's alone: B's admin is denied
+OPERATIONS: list[tuple[str, str, str, Any, str]] = [
+    ("Converse", "POST", f"/model/{CHAT}/converse", {"messages": MSGS, "inferenceConfig": {"maxTokens": 1}}, "shared"),
+    ("ConverseStream", "POST", f"/model/{CHAT}/converse-stream", {"messages": MSGS, "inferenceConfig": {"maxTokens": 1}}, "shared"),
+    ("InvokeModel", "POST", f"/model/{CHAT}/invoke", {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}, "shared"),
+    ("InvokeModelWithResponseStream", "POST", f"/model/{CHAT}/invoke-with-response-stream", {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}, "shared"),
+    ("CountTokens", "POST", f"/model/{CHAT}/count-tokens", {"input": {"converse": {"messages": MSGS}}}, "shared"),
+    ("ListFoundationModels", "GET", "/foundation-models", None, "shared"),
+    ("GetFoundationModel", "GET", f"/foundation-models/{CHAT}", None, "shared"),
+    ("ListModels", "GET", "/v1/models", None, "shared"),
+    ("RetrieveModel", "GET", "/v1/models/qwen.qwen2-5-coder-0-5b-instruct-v1:0", None, "shared"),
+    ("CreateChatCompletion", "POST", "/v1/chat/completions", {"model": "anthropic.claude-3-haiku-20240307-v1:0", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}, "shared"),
+    ("CreateCompletion", "POST", "/v1/completions", {"model": "anthropic.claude-3-haiku-20240307-v1:0", "max_tokens": 1, "prompt": "hi"}, "shared"),
+    ("CreateEmbedding", "POST", "/v1/embeddings", {"model": "amazon.titan-embed-text-v2:0", "input": "hi"}, "shared"),
+    ("CreateFile", "POST", "/v1/files", "upload", "own"),
+    ("ListFiles", "GET", "/v1/files", None, "own"),
+    ("RetrieveFile", "GET", "/v1/files/{file}", None, "foreign"),
+    ("RetrieveFileContent", "GET", "/v1/files/{file}/content", None, "foreign"),
+    ("DeleteFile", "DELETE", "/v1/files/{file}", None, "foreign"),
+    ("GetAccount", "GET", "/outcrop/v1/account", None, "own"),
+    ("CreateAccount", "POST", "/outcrop/v1/accounts", {"AccountName": "intruder"}, "operator"),
+    ("ListAccounts", "GET", "/outcrop/v1/accounts", None, "operator"),
+    ("UpdateAccount", "POST", "/outcrop/v1/accounts/{account}/status", {"Status": "Suspended"}, "operator"),
+    ("CreateUser", "POST", "/outcrop/v1/users", {"UserName": "{new}"}, "own"),
+    ("ListUsers", "GET", "/outcrop/v1/users", None, "own"),
+    ("GetUser", "GET", "/outcrop/v1/users/{user}", None, "foreign"),
+    ("DeleteUser", "DELETE", "/outcrop/v1/users/{user}", None, "foreign"),
+    ("CreateRole", "POST", "/outcrop/v1/roles", {"RoleName": "{new}"}, "own"),
+    ("ListRoles", "GET", "/outcrop/v1/roles", None, "own"),
+    ("GetRole", "GET", "/outcrop/v1/roles/{role}", None, "foreign"),
+    ("DeleteRole", "DELETE", "/outcrop/v1/roles/{role}", None, "foreign"),
+    ("AttachPolicy", "POST", "/outcrop/v1/users/{user}/policies", {"PolicyArn": MANAGED + "AmazonBedrockReadOnly"}, "foreign"),
+    ("ListAttachedPolicies", "GET", "/outcrop/v1/users/{user}/policies", None, "foreign"),
+    ("DetachPolicy", "DELETE", "/outcrop/v1/users/{user}/policies/{policy}", None, "foreign"),
+    ("AttachPolicy", "POST", "/outcrop/v1/roles/{role}/policies", {"PolicyArn": MANAGED + "AmazonBedrockReadOnly"}, "foreign"),
+    ("ListAttachedPolicies", "GET", "/outcrop/v1/roles/{role}/policies", None, "foreign"),
+    ("DetachPolicy", "DELETE", "/outcrop/v1/roles/{role}/policies/{policy}", None, "foreign"),
+    ("CreateAccessKey", "POST", "/outcrop/v1/access-keys", {"UserName": "{user}"}, "foreign"),
+    ("ListAccessKeys", "GET", "/outcrop/v1/access-keys?UserName={user}", None, "foreign"),
+    ("UpdateAccessKey", "PATCH", "/outcrop/v1/access-keys/{access_key}", {"Status": "Inactive"}, "foreign"),
+    ("DeleteAccessKey", "DELETE", "/outcrop/v1/access-keys/{access_key}", None, "foreign"),
+    ("RotateAccessKey", "POST", "/outcrop/v1/access-keys/{access_key}/rotate", None, "foreign"),
+    ("CreateServiceSpecificCredential", "POST", "/outcrop/v1/api-keys", {"UserName": "{user}"}, "foreign"),
+    ("ListServiceSpecificCredentials", "GET", "/outcrop/v1/api-keys?UserName={user}", None, "foreign"),
+    ("UpdateServiceSpecificCredential", "PATCH", "/outcrop/v1/api-keys/{api_key}", {"Status": "Inactive"}, "foreign"),
+    ("DeleteServiceSpecificCredential", "DELETE", "/outcrop/v1/api-keys/{api_key}", None, "foreign"),
+    ("CreatePolicy", "POST", "/outcrop/v1/policies", {"PolicyName": "{new}", "PolicyDocument": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "bedrock:List*", "Resource": "*"}]}}, "own"),
+    ("ListPolicies", "GET", "/outcrop/v1/policies", None, "own"),
+    ("GetPolicy", "GET", "/outcrop/v1/policies/{policy}", None, "foreign"),
+    ("DeletePolicy", "DELETE", "/outcrop/v1/policies/{policy}", None, "foreign"),
+    ("CreateKey", "KMS", "CreateKey", {"Description": "b's key"}, "own"),
+    ("ListKeys", "KMS", "ListKeys", {}, "own"),
+    ("DescribeKey", "KMS", "DescribeKey", {"KeyId": "{cmk}"}, "foreign"),
+    ("EnableKey", "KMS", "EnableKey", {"KeyId": "{cmk}"}, "foreign"),
+    ("DisableKey", "KMS", "DisableKey", {"KeyId": "{cmk}"}, "foreign"),
+    ("ScheduleKeyDeletion", "KMS", "ScheduleKeyDeletion", {"KeyId": "{cmk}", "PendingWindowInDays": 7}, "foreign"),
+    ("CancelKeyDeletion", "KMS", "CancelKeyDeletion", {"KeyId": "{cmk}"}, "foreign"),
+]
+IDS = [f"{op}:{method}:{path}" for op, method, path, _, _ in OPERATIONS]
+
+
+def _fill(value: Any, names: dict[str, str]) -> Any:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    for key, name in names.items():
+        text = text.replace("{" + key + "}", name)
+    return json.loads(text) if not isinstance(value, str) else text
+
+
+def call(who: Principal, method: str, path: str, body: Any) -> httpx.Response:
+    if method == "KMS":
+        return who.call("POST", "/", body, service="kms", headers={
+            "X-Amz-Target": f"TrentService.{path}", "Content-Type": "application/x-amz-json-1.1"})
+    if path.startswith("/v1/"):
+        headers = {"Authorization": f"Bearer {who.api_key}"}
+        if body == "upload":
+            return httpx.post(who.endpoint + path, headers=headers, timeout=300, data={"purpose": "batch"},
+                              files={"file": ("b.jsonl", b'{"b": 1}\n')})
+        return httpx.request(method, who.endpoint + path, headers=headers, json=body, timeout=300)
+    return who.call(method, path, body)
+
+
+@pytest.fixture(scope="module")
+def world(server) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Account A with one of everything; account B's admin; A's user with no policy at all."""
+    a, b = new_account(server, "tenant-a"), new_account(server, "tenant-b")
+    tag = uuid.uuid4().hex[:6]
+    names = {"user": f"alice-{tag}", "role": f"robot-{tag}", "new": f"fresh-{tag}"}
+    a.ok("POST", "/outcrop/v1/users", {"UserName": names["user"]})
+    a.ok("POST", "/outcrop/v1/roles", {"RoleName": names["role"]})
+    names["access_key"] = a.ok("POST", "/outcrop/v1/access-keys", {"UserName": names["user"]})["AccessKey"]["AccessKeyId"]
+    names["api_key"] = a.ok("POST", "/outcrop/v1/api-keys", {"UserName": names["user"]})[
+        "ServiceSpecificCredential"]["ServiceSpecificCredentialId"]
+    names["policy"] = a.ok("POST", "/outcrop/v1/policies", {"PolicyName": f"pol-{tag}", "PolicyDocument": {
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "bedrock:*", "Resource": "*"}]}})[
+        "Policy"]["Arn"]
+    a.ok("POST", f"/outcrop/v1/users/{names['user']}/policies", {"PolicyArn": names["policy"]})
+    a.ok("POST", f"/outcrop/v1/roles/{names['role']}/policies", {"PolicyArn": names["policy"]})
+    names["cmk"] = a.client("kms").create_key(Description="a's key")["KeyMetadata"]["Arn"]
+    upload = httpx.post(f"{a.endpoint}/v1/files", headers={"Authorization": f"Bearer {a.api_key}"},
+                        data={"purpose": "batch"}, files={"file": ("a.jsonl", b'{"a": 1}\n')})
+    names["file"] = upload.json()["id"]
+    names["account"] = a.ok("GET", "/outcrop/v1/account")["Account"]["AccountId"]
+    nobody = a.new_user(f"nobody-{tag}")
+    return {"a": a, "b": b, "nobody": nobody, "names": names}
+
+
+def test_every_route_is_in_the_matrix(server):
+    from outcrop.server.app import create_app
+    from outcrop.server.kms.routes import HANDLERS
+    from outcrop.settings import Settings
+
+    app = create_app(Settings(home=server.home))
+    routes = {(method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item}
+    called = [(method, path.split("?")[0].replace("{", "").replace("}", "")) for _, method, path, _, _ in OPERATIONS]
+    covered = {(m, p) for m, p in routes
+               if any(m == method and _template(p).match(path) for method, path in called)}
+    assert routes - covered == set(), f"routes missing from the isolation matrix: {sorted(routes - covered)}"
+    assert set(HANDLERS) <= {path for _, method, path, _, _ in OPERATIONS if method == "KMS"}
+    assert {op for op, *_ in OPERATIONS} == set(IAM_ACTIONS)
+
+
+def _template(openapi_path: str) -> re.Pattern[str]:
+    """/users/{name}/policies → a regex matching a concrete path (a parameter may span slashes: ARNs)."""
+    return re.compile("^" + ".+".join(re.escape(part) for part in re.split(r"\{[^}]+\}", openapi_path)) + "$")
+
+
+@pytest.mark.parametrize("operation,method,path,body,kind", OPERATIONS, ids=IDS)
+def test_other_account_cannot_reach(world, operation, method, path, body, kind):
+    names = world["names"]
+    response = call(world["b"], method, _fill(path, names), _fill(body, names) if body is not None else None)
+    if kind == "foreign":
+        expected = 400 if method == "KMS" else 404
+        assert response.status_code == expected, response.text
+        code = response.json().get("__type") if method == "KMS" else response.headers.get("x-amzn-ErrorType", "")
+        assert "NotFound" in (code or "") or response.status_code == 404
+    elif kind == "operator":
+        assert response.status_code == 403, response.text
+    else:
+        assert response.status_code < 300, response.text
+        for resource in ("user", "role", "access_key", "api_key", "file", "cmk", "account", "policy"):
+            assert names[resource] not in response.text, f"{operation} showed account A's {resource}"
+
+
+def test_account_a_resources_survive_b(world):
+    """After B's every attempt (deletes included), A's things are all still there and unchanged."""
+    a, names = world["a"], world["names"]
+    assert a.ok("GET", f"/outcrop/v1/users/{names['user']}")["User"]["UserName"] == names["user"]
+    keys = a.ok("GET", f"/outcrop/v1/access-keys?UserName={names['user']}")["AccessKeyMetadata"]
+    assert [k["Status"] for k in keys if k["AccessKeyId"] == names["access_key"]] == ["Active"]
+    content = httpx.get(f"{a.endpoint}/v1/files/{names['file']}/content", headers={"Authorization": f"Bearer {a.api_key}"})
+    assert content.status_code == 200 and content.content == b'{"a": 1}\n'
+    assert a.client("kms").describe_key(KeyId=names["cmk"])["KeyMetadata"]["KeyState"] == "Enabled"
+
+
+@pytest.mark.parametrize("operation,method,path,body,kind", OPERATIONS, ids=IDS)
+def test_principal_without_policy_is_denied(world, operation, method, path, body, kind):
+    names = world["names"]
+    response = call(world["nobody"], method, _fill(path, names), _fill(body, names) if body is not None else None)
+    if method == "KMS":
+        assert response.status_code == 400 and response.json()["__type"] == "AccessDeniedException", response.text
+    elif path.startswith("/v1/"):
+        assert response.status_code == 403, response.text
+    else:
+        assert response.status_code == 403 and response.headers["x-amzn-ErrorType"].startswith(
+            "AccessDeniedException"), response.text
+    assert IAM_ACTIONS[operation].split(":")[0] + ":" in response.text or kind == "operator" or "outcrop:" in response.text
