@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     tls_self_signed: bool = Field(False, description="generate and use a self-signed certificate in <home>/tls")
     allow_public_bind: bool = False
     allowed_cidrs: list[str] = Field(default_factory=list, description="only these networks may connect (the private-endpoint analogue); empty = any")
+    forwarded_allow_ips: list[str] = Field(default_factory=list, description="reverse proxies trusted for X-Forwarded-For/-Proto")
     master_key: SecretStr | None = Field(None, description="base64 of 32 bytes; instead of the key file")
     master_key_file: Path | None = Field(None, description="master keyring file; default <home>/master.key")
     auth_failures_per_minute: int = Field(20, ge=1, description="failed authentications per source or key before throttling")

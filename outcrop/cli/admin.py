@@ -136,6 +136,40 @@ def key_api(user: str = typer.Argument(None), days: int = typer.Option(None, hel
     _run("CreateServiceSpecificCredential", account, lambda s, ctx: s.accounts.create_api_key(ctx, user, days))
 
 
+@keys.command("kms-create")
+def kms_create(description: str = "", account: str = ACCOUNT) -> None:
+    """A customer-managed key (its ARN goes where Bedrock takes a KMS key, or in file uploads)."""
+    _run("CreateKey", account, lambda s, ctx: s.keys.create_key(ctx, description))
+
+
+@keys.command("kms-list")
+def kms_list(account: str = ACCOUNT) -> None:
+    _run("ListKeys", account, lambda s, ctx: s.keys.list_keys(ctx))
+
+
+@keys.command("kms-disable")
+def kms_disable(key: str, account: str = ACCOUNT) -> None:
+    """What the key sealed cannot be read until it is enabled again."""
+    _run("DisableKey", account, lambda s, ctx: s.keys.disable(ctx, key))
+
+
+@keys.command("kms-enable")
+def kms_enable(key: str, account: str = ACCOUNT) -> None:
+    _run("EnableKey", account, lambda s, ctx: s.keys.enable(ctx, key))
+
+
+@keys.command("kms-schedule-deletion")
+def kms_schedule_deletion(key: str, days: int = typer.Option(30, help="waiting period, 7 to 30 days"),
+                          account: str = ACCOUNT) -> None:
+    """After the waiting period the key material is destroyed, and with it what it sealed."""
+    _run("ScheduleKeyDeletion", account, lambda s, ctx: s.keys.schedule_deletion(ctx, key, days))
+
+
+@keys.command("kms-cancel-deletion")
+def kms_cancel_deletion(key: str, account: str = ACCOUNT) -> None:
+    _run("CancelKeyDeletion", account, lambda s, ctx: s.keys.cancel_deletion(ctx, key))
+
+
 @keys.command("rotate-master")
 def rotate_master() -> None:
     """Re-wrap every secret under a new master key; a running server keeps serving throughout."""

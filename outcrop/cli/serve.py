@@ -49,19 +49,23 @@ def serve(
                 console.print(f"[yellow bold]warning:[/yellow bold] model packs not ready: {exc}")
         services = Services.build(settings)
         created = services.accounts.bootstrap()
-    creds = services.identity.credentials()
     if created:
-        console.print("[bold]First start: created the default account.[/bold] Secrets are shown once and kept in "
-                      f"{services.identity.credentials_path} (mode 0600).")
-    if creds is not None:
+        console.print("[bold]First start: created the default account.[/bold] Its admin's secrets are shown once "
+                      f"here and kept in {services.identity.credentials_path} (mode 0600) for `outcrop env`.")
         console.print("Point AWS SDKs and the openai SDK at Outcrop with:\n")
-        print(export_lines(settings, creds), flush=True)
+        print(export_lines(settings, created), flush=True)
+    else:  # secrets do not go to the terminal (or a log collecting it) on every start
+        console.print("Serving. `eval \"$(outcrop env)\"` sets the AWS and OpenAI variables for the admin.")
     app = create_app(settings, services)
     cert, key = settings.tls_cert, settings.tls_key
     if settings.tls_self_signed and cert is None:
         cert, key = self_signed(settings.home / "tls", settings.host)
+    # X-Forwarded-For/-Proto only from proxies the operator names: otherwise any local process could pose as
+    # another source address (allowlist, aws:SourceIp) or as https (aws:SecureTransport).
+    proxies = settings.forwarded_allow_ips
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
-                ssl_certfile=str(cert) if cert else None, ssl_keyfile=str(key) if key else None)
+                ssl_certfile=str(cert) if cert else None, ssl_keyfile=str(key) if key else None,
+                proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) if proxies else None)
 
 
 def env() -> None:

@@ -33,7 +33,7 @@ OPERATIONS: dict[str, str] = {
     "CreateFile": "bedrock:CreateFile",
     "ListFiles": "bedrock:ListFiles",
     "RetrieveFile": "bedrock:GetFile",
-    "RetrieveFileContent": "bedrock:GetFile",
+    "RetrieveFileContent": "bedrock:RetrieveFileContent",  # not a Get*: read-only policies see metadata only
     "DeleteFile": "bedrock:DeleteFile",
     # native: identity, as IAM names it
     "GetAccount": "iam:GetAccountSummary",

@@ -165,30 +165,30 @@ class AccountsService:
 
     # -- access keys ---------------------------------------------------------------------------------
 
-    def create_access_key(self, ctx: CallContext, user_name: str | None = None) -> dict[str, Any]:
+    def create_access_key(self, ctx: CallContext, user_name: str | None = None,
+                          role_name: str | None = None) -> dict[str, Any]:
         caller = caller_of(ctx)
-        name = user_name or caller.principal_name
-        self.access.require(ctx, iam_arn(caller.account_id, caller.kind if user_name is None else "user", name))
+        kind, name = owner_ref(ctx, user_name, role_name)
+        self.access.require(ctx, iam_arn(caller.account_id, kind, name))
         with self.write(caller.account_id) as scope:
-            owner = find_principal(scope, caller.kind if user_name is None else "user", name)
-            return self._new_access_key(scope, owner)
+            return self._new_access_key(scope, find_principal(scope, kind, name))
 
-    def list_access_keys(self, ctx: CallContext, user_name: str | None = None) -> list[dict[str, Any]]:
+    def list_access_keys(self, ctx: CallContext, user_name: str | None = None,
+                         role_name: str | None = None) -> list[dict[str, Any]]:
         caller = caller_of(ctx)
-        kind = caller.kind if user_name is None else "user"
-        name = user_name or caller.principal_name
+        kind, name = owner_ref(ctx, user_name, role_name)
         self.access.require(ctx, iam_arn(caller.account_id, kind, name))
         with self.sessions() as session:
             scope = AccountScope(session, caller.account_id)
             owner = find_principal(scope, kind, name)
-            return [_access_key(k, owner.name) for k in scope.rows(AccessKey, AccessKey.principal_id == owner.id)]
+            return [_access_key(k, owner) for k in scope.rows(AccessKey, AccessKey.principal_id == owner.id)]
 
     def update_access_key(self, ctx: CallContext, key_id: str, status: str) -> dict[str, Any]:
         if status not in ("Active", "Inactive"):
             raise Invalid("Status must be Active or Inactive")
         with self._key(ctx, AccessKey, key_id) as (_, key, owner):
             key.status = status
-            return _access_key(key, owner.name)
+            return _access_key(key, owner)
 
     def delete_access_key(self, ctx: CallContext, key_id: str) -> None:
         with self._key(ctx, AccessKey, key_id, delete=True):
@@ -202,33 +202,32 @@ class AccountsService:
 
     # -- Bedrock API keys (IAM service-specific credentials) -----------------------------------------
 
-    def create_api_key(self, ctx: CallContext, user_name: str | None = None,
-                       expires_in_days: int | None = None) -> dict[str, Any]:
+    def create_api_key(self, ctx: CallContext, user_name: str | None = None, expires_in_days: int | None = None,
+                       role_name: str | None = None) -> dict[str, Any]:
         caller = caller_of(ctx)
-        kind = caller.kind if user_name is None else "user"
-        name = user_name or caller.principal_name
+        kind, name = owner_ref(ctx, user_name, role_name)
         if expires_in_days is not None and not (isinstance(expires_in_days, int) and 1 <= expires_in_days <= 36600):
             raise Invalid("CredentialAgeDays must be an integer between 1 and 36600")
         self.access.require(ctx, iam_arn(caller.account_id, kind, name))
         with self.write(caller.account_id) as scope:
             return self._new_api_key(scope, find_principal(scope, kind, name), expires_in_days)
 
-    def list_api_keys(self, ctx: CallContext, user_name: str | None = None) -> list[dict[str, Any]]:
+    def list_api_keys(self, ctx: CallContext, user_name: str | None = None,
+                      role_name: str | None = None) -> list[dict[str, Any]]:
         caller = caller_of(ctx)
-        kind = caller.kind if user_name is None else "user"
-        name = user_name or caller.principal_name
+        kind, name = owner_ref(ctx, user_name, role_name)
         self.access.require(ctx, iam_arn(caller.account_id, kind, name))
         with self.sessions() as session:
             scope = AccountScope(session, caller.account_id)
             owner = find_principal(scope, kind, name)
-            return [_api_key(k, owner.name) for k in scope.rows(ApiKey, ApiKey.principal_id == owner.id)]
+            return [_api_key(k, owner) for k in scope.rows(ApiKey, ApiKey.principal_id == owner.id)]
 
     def update_api_key(self, ctx: CallContext, key_id: str, status: str) -> dict[str, Any]:
         if status not in ("Active", "Inactive"):
             raise Invalid("Status must be Active or Inactive")
         with self._key(ctx, ApiKey, key_id) as (_, key, owner):
             key.status = status
-            return _api_key(key, owner.name)
+            return _api_key(key, owner)
 
     def delete_api_key(self, ctx: CallContext, key_id: str) -> None:
         with self._key(ctx, ApiKey, key_id, delete=True):
@@ -256,7 +255,7 @@ class AccountsService:
         row = AccessKey(id=key_id, principal_id=owner.id, status="Active", created_at=datetime.now(UTC),
                         secret_wrapped=self.master.wrap(secret.encode(), key_id.encode()))
         scope.add(row)
-        return {**_access_key(row, owner.name), "SecretAccessKey": secret}
+        return {**_access_key(row, owner), "SecretAccessKey": secret}
 
     def _new_api_key(self, scope: AccountScope, owner: Principal, days: int | None) -> dict[str, Any]:
         token, now = new_api_key(), datetime.now(UTC)
@@ -264,13 +263,27 @@ class AccountsService:
                      prefix=token[:8], status="Active", created_at=now,
                      expires_at=now + timedelta(days=days) if days else None)
         scope.add(row)
-        return {**_api_key(row, owner.name), "ServiceApiKeyValue": token}
+        return {**_api_key(row, owner), "ServiceApiKeyValue": token}
 
 
 def caller_of(ctx: CallContext):  # type: ignore[no-untyped-def]
     if ctx.caller is None:
         raise Invalid("this operation acts as a principal; run it through the API with credentials")
     return ctx.caller
+
+
+def owner_ref(ctx: CallContext, user_name: str | None, role_name: str | None) -> tuple[str, str]:
+    """Whose keys: the named user or role, or the caller itself (as IAM does when UserName is omitted).
+
+    Roles hold keys directly here (a service's long-lived identity); STS-style assumed sessions are not built."""
+    if user_name is not None and role_name is not None:
+        raise Invalid("Give UserName or RoleName, not both")
+    if role_name is not None:
+        return "role", role_name
+    if user_name is not None:
+        return "user", user_name
+    caller = caller_of(ctx)
+    return caller.kind, caller.principal_name
 
 
 def find_principal(scope: AccountScope, kind: str, name: str) -> Principal:
@@ -290,12 +303,16 @@ def _principal(row: Principal) -> dict[str, Any]:
             "CreateDate": iso(row.created_at), "IsAccountAdmin": row.is_admin}
 
 
-def _access_key(row: AccessKey, owner: str) -> dict[str, Any]:
-    return {"UserName": owner, "AccessKeyId": row.id, "Status": row.status, "CreateDate": iso(row.created_at),
+def _owner(owner: Principal) -> dict[str, str]:
+    return {"UserName" if owner.kind == "user" else "RoleName": owner.name}
+
+
+def _access_key(row: AccessKey, owner: Principal) -> dict[str, Any]:
+    return {**_owner(owner), "AccessKeyId": row.id, "Status": row.status, "CreateDate": iso(row.created_at),
             "LastUsedDate": iso(row.last_used_at)}
 
 
-def _api_key(row: ApiKey, owner: str) -> dict[str, Any]:
-    return {"UserName": owner, "ServiceSpecificCredentialId": row.id, "ServiceName": "bedrock.amazonaws.com",
-            "ServiceUserName": f"{owner}-at-{row.account_id}", "Status": row.status, "CreateDate": iso(row.created_at),
+def _api_key(row: ApiKey, owner: Principal) -> dict[str, Any]:
+    return {**_owner(owner), "ServiceSpecificCredentialId": row.id, "ServiceName": "bedrock.amazonaws.com",
+            "ServiceUserName": f"{owner.name}-at-{row.account_id}", "Status": row.status, "CreateDate": iso(row.created_at),
             "ExpirationDate": iso(row.expires_at), "LastUsedDate": iso(row.last_used_at), "Prefix": row.prefix}

@@ -49,6 +49,8 @@ class FileService:
         file_id = "file-" + secrets.token_hex(12)
         self.access.require(ctx, self.arn(caller.account_id, file_id))
         account = caller.account_id
+        if kms_key_id is not None:
+            self.keys.require_use(ctx, account, self.keys.resolve(account, kms_key_id), "kms:GenerateDataKey")
         sealed = self.keys.seal(account, data, f"file:{file_id}", kms_key_id)
         row = StoredFile(id=file_id, purpose=purpose, bytes=len(data), kms_key_id=KeyService.key_of(sealed),
                          created_at=datetime.now(UTC),
@@ -76,6 +78,7 @@ class FileService:
 
     def content(self, ctx: CallContext, file_id: str) -> bytes:
         row = self._row(ctx, file_id)
+        self.keys.require_use(ctx, row.account_id, row.kms_key_id, "kms:Decrypt")
         return self.keys.open(row.account_id, self.blobs.get(row.account_id, row.id), f"file:{row.id}")
 
     def delete(self, ctx: CallContext, file_id: str) -> None:

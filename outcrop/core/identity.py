@@ -111,11 +111,11 @@ class IdentityService:
 
     def is_cached(self, access_key_id: str | None = None, token_digest: str | None = None) -> bool:
         """True when the key resolves without touching the database."""
-        self.refresh()
         return access_key_id in self._secrets or token_digest in self._api_keys
 
     def access_key_secret(self, access_key_id: str) -> tuple[Caller, str]:
         """The caller and secret behind an access key ID (for SigV4), or UnrecognizedClient."""
+        self.refresh()
         cached = self._secrets.get(access_key_id)
         if cached is None:
             with self.sessions() as session:
@@ -131,6 +131,7 @@ class IdentityService:
 
     def api_key_caller(self, token: str, digest: str | None = None) -> Caller:
         digest = digest or hash_token(token)
+        self.refresh()
         cached = self._api_keys.get(digest)
         if cached is None:
             with self.sessions() as session:

@@ -25,12 +25,13 @@ from outcrop.core.cache import Generation
 from outcrop.core.crypto import MasterKeyring, new_key, read_keyring, write_keyring
 from outcrop.core.governance import CallContext
 from outcrop.errors import AccessDenied, Conflict, Invalid, NotFound, OutcropError
-from outcrop.storage.repositories import Accounts, AccountScope
+from outcrop.storage.repositories import Accounts, AccountScope, checkpoint
 from outcrop.storage.tables import AccessKey, KmsKey
 
 _SEALED = b"\x03"
 _ID_LEN = 36
 _NONCE = 12
+_STATES = {"Enabled": "enabled", "Disabled": "disabled", "PendingDeletion": "pending deletion"}
 _KEY_ARN = re.compile(r"^arn:aws:kms:[^:]*:(\d{12}):key/([0-9a-f-]{36})$")
 
 
@@ -53,7 +54,7 @@ class KeyService:
 
     def seal(self, account_id: str, plaintext: bytes, context: str, key_ref: str | None = None) -> bytes:
         """Encrypt under the given customer key (ID or ARN) or the account's default key."""
-        key_id = self._resolve(account_id, key_ref) if key_ref else self._default(account_id)
+        key_id = self.resolve(account_id, key_ref) if key_ref else self._default(account_id)
         aead = self._aead(account_id, key_id)
         nonce = secrets.token_bytes(_NONCE)
         return _SEALED + key_id.encode() + nonce + aead.encrypt(nonce, plaintext, _aad(account_id, context))
@@ -85,7 +86,7 @@ class KeyService:
         if owner != account_id:
             raise AccessDenied("The data was sealed for another account.")
         if state != "Enabled":
-            raise AccessDenied(f"{self.arn(account_id, key_id)} is {state.lower()}: the data it protects cannot be "
+            raise AccessDenied(f"{self.arn(account_id, key_id)} is {_STATES[state]}: the data it protects cannot be "
                                "read until the key is enabled.")
         return aead
 
@@ -139,18 +140,41 @@ class KeyService:
             rows = AccountScope(session, caller.account_id).rows(KmsKey, KmsKey.manager == "CUSTOMER")
         return [{"KeyId": r.id, "KeyArn": self.arn(r.account_id, r.id)} for r in rows]
 
-    def set_state(self, ctx: CallContext, key_ref: str, state: str, days: int | None = None) -> dict[str, Any]:
+    def enable(self, ctx: CallContext, key_ref: str) -> dict[str, Any]:
+        return self._transition(ctx, key_ref, {"Enabled", "Disabled"}, "Enabled")
+
+    def disable(self, ctx: CallContext, key_ref: str) -> dict[str, Any]:
+        return self._transition(ctx, key_ref, {"Enabled", "Disabled"}, "Disabled")
+
+    def schedule_deletion(self, ctx: CallContext, key_ref: str, days: int) -> dict[str, Any]:
+        if not (isinstance(days, int) and 7 <= days <= 30):
+            raise Invalid("PendingWindowInDays must be an integer between 7 and 30")
+        return self._transition(ctx, key_ref, {"Enabled", "Disabled"}, "PendingDeletion",
+                                datetime.now(UTC) + timedelta(days=days))
+
+    def cancel_deletion(self, ctx: CallContext, key_ref: str) -> dict[str, Any]:
+        """As in KMS, a key whose deletion is cancelled comes back disabled."""
+        return self._transition(ctx, key_ref, {"PendingDeletion"}, "Disabled")
+
+    def _transition(self, ctx: CallContext, key_ref: str, allowed: set[str], state: str,
+                    deletion_date: datetime | None = None) -> dict[str, Any]:
         with self._change(ctx, key_ref, write=True) as row:
-            if row.state == "PendingDeletion" and state != "Disabled":
-                raise Conflict(f"{self.arn(row.account_id, row.id)} is pending deletion.")
-            if state == "PendingDeletion":
-                if not (isinstance(days, int) and 7 <= days <= 30):
-                    raise Invalid("PendingWindowInDays must be an integer between 7 and 30")
-                row.deletion_date = datetime.now(UTC) + timedelta(days=days)
-            else:
-                row.deletion_date = None
-            row.state = state
+            if row.state not in allowed:
+                raise Conflict(f"{self.arn(row.account_id, row.id)} is {_STATES[row.state]}.")
+            row.state, row.deletion_date = state, deletion_date
             return self._metadata(row)
+
+    def require_use(self, ctx: CallContext, account_id: str, key_id: str, action: str) -> None:
+        """Sealing with, or opening under, a customer-managed key needs that KMS permission on the key."""
+        if self._is_customer(account_id, key_id):
+            self.access.require(ctx, self.arn(account_id, key_id), action)
+
+    def _is_customer(self, account_id: str, key_id: str) -> bool:
+        if self._defaults.get(account_id) == key_id:
+            return False
+        with self.sessions() as session:
+            row = AccountScope(session, account_id).get(KmsKey, key_id)
+        return row is not None and row.manager == "CUSTOMER"
 
     def purge_due(self, now: datetime | None = None) -> int:
         """Destroy the keys whose deletion date has passed (crypto-shredding what they sealed)."""
@@ -164,6 +188,9 @@ class KeyService:
                 self.generation.bump(session)
         if due:
             self._forget()
+            # secure_delete zeroes the freed pages; the checkpoint moves them out of the write-ahead log.
+            with self.sessions() as session:
+                checkpoint(session)
         return len(due)
 
     @contextmanager
@@ -171,7 +198,7 @@ class KeyService:
         caller = caller_of(ctx)
         with self.sessions.begin() as session:
             account = AccountScope(session, caller.account_id)
-            row = account.get(KmsKey, self._resolve(caller.account_id, key_ref))
+            row = account.get(KmsKey, self.resolve(caller.account_id, key_ref))
             if row is None or row.manager != "CUSTOMER":
                 raise NotFound(f"Key '{self.arn(caller.account_id, str(key_ref))}' does not exist")
             self.access.require(ctx, self.arn(row.account_id, row.id))
@@ -181,7 +208,7 @@ class KeyService:
         if write:
             self._forget()
 
-    def _resolve(self, account_id: str, key_ref: str) -> str:
+    def resolve(self, account_id: str, key_ref: str) -> str:
         """A key ID or ARN → the ID; an ARN of another account is reported as not found."""
         if not isinstance(key_ref, str) or not key_ref:
             raise Invalid("KeyId must be a key ID or key ARN")

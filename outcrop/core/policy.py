@@ -455,7 +455,8 @@ def evaluate(policies: Iterable[Policy], request: AccessRequest) -> Decision:
 _MANAGED_DOCUMENTS: dict[str, dict[str, Any]] = {
     "AmazonBedrockFullAccess": {"Version": "2012-10-17", "Statement": [
         {"Sid": "BedrockAll", "Effect": "Allow", "Action": "bedrock:*", "Resource": "*"},
-        {"Sid": "DescribeKeys", "Effect": "Allow", "Action": ["kms:DescribeKey", "kms:ListKeys"], "Resource": "*"},
+        {"Sid": "UseKeys", "Effect": "Allow", "Resource": "*",
+         "Action": ["kms:DescribeKey", "kms:ListKeys", "kms:GenerateDataKey", "kms:Decrypt"]},
     ]},
     "AmazonBedrockReadOnly": {"Version": "2012-10-17", "Statement": [
         {"Sid": "BedrockRead", "Effect": "Allow", "Resource": "*",

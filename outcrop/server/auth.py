@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import hmac
 import re
 import time
@@ -30,6 +31,7 @@ _SIGV4 = re.compile(
     r"\s*SignedHeaders=(?P<signed>[a-z0-9;\-]+),\s*Signature=(?P<sig>[0-9a-f]{64})\s*$"
 )
 MAX_SKEW = timedelta(minutes=15)
+KEY_LIMIT_FACTOR = 5
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
 
 
@@ -48,24 +50,30 @@ class AuthThrottle:
         self.per_minute = per_minute
         self._failures: dict[str, deque[float]] = defaultdict(deque)
 
-    def check(self, *subjects: str | None) -> None:
-        now = time.monotonic()
-        for subject in subjects:
-            seen = self._failures.get(subject) if subject else None
-            if not seen:
-                continue
-            while seen and now - seen[0] > 60:
-                seen.popleft()
-            if len(seen) >= self.per_minute:
+    def check(self, source: str | None, key: str | None) -> None:
+        # A key's own limit is looser: anyone can spray bad signatures at a key ID they know, and a tight
+        # limit would lock its real owner out. The source limit is what slows one guesser down.
+        for subject, limit in ((source, self.per_minute), (key, self.per_minute * KEY_LIMIT_FACTOR)):
+            if subject and self._recent(subject) >= limit:
                 raise Throttled("Too many failed authentication attempts. Slow down and retry later.")
 
-    def failed(self, *subjects: str | None) -> None:
+    def failed(self, source: str | None, key: str | None) -> None:
         now = time.monotonic()
-        for subject in subjects:
+        for subject in (source, key):
             if subject:
                 self._failures[subject].append(now)
-        if len(self._failures) > 100_000:  # bounded memory under a spray of random keys
-            self._failures.clear()
+        if len(self._failures) > 100_000:  # bounded memory under a spray of random keys: drop the quiet ones
+            for subject in [s for s in self._failures if self._recent(s) == 0]:
+                del self._failures[subject]
+
+    def _recent(self, subject: str) -> int:
+        seen = self._failures.get(subject)
+        if not seen:
+            return 0
+        now = time.monotonic()
+        while seen and now - seen[0] > 60:
+            seen.popleft()
+        return len(seen)
 
 
 async def authenticate(request: Request, identity: IdentityService, throttle: AuthThrottle, region: str,
@@ -154,6 +162,10 @@ def verify_sigv4(method: str, target: str, headers: Mapping[str, str], body: byt
     absent = [name for name in signed if name not in h]
     if absent:
         raise IncompleteSignature(f"Signed headers are missing from the request: {', '.join(absent)}")
+    declared = h.get("x-amz-content-sha256")
+    # botocore signs the declared payload hash instead of hashing the body, so check the body against it.
+    if declared is not None and not hmac.compare_digest(declared.lower(), hashlib.sha256(body).hexdigest()):
+        raise InvalidSignature("The provided 'x-amz-content-sha256' header does not match what was computed.")
     aws_request = AWSRequest(method=method, url=f"http://{h.get('host', 'localhost')}{target}",
                              headers={name: h[name] for name in signed}, data=body)
     aws_request.context["timestamp"] = amz_date

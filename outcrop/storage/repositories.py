@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
 from outcrop.storage.tables import (
@@ -142,3 +142,9 @@ def bump(session: Session, name: str) -> None:
 def generation(session: Session, name: str) -> int:
     row = session.get(Generation, name)
     return row.value if row is not None else 0
+
+
+def checkpoint(session: Session) -> None:
+    """Fold SQLite's write-ahead log back into the database (a no-op elsewhere)."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))

@@ -51,12 +51,13 @@ class LiveServer:
 
 def start_server(home: Path, port: int, extra_env: dict[str, str] | None = None, tls: bool = False) -> LiveServer:
     home.mkdir(parents=True, exist_ok=True)
+    (home / "tmp").mkdir(exist_ok=True)  # the server's TMPDIR lies inside the data dir, so the canary scan covers it
     shared = Settings(home=Path(os.environ.get("OUTCROP_TEST_MODEL_CACHE", Path.home() / ".outcrop"))).model_cache
     if shared.exists() and not (home / "models").exists():
         (home / "models").symlink_to(shared)  # reuse models assembled by `make packs`
     env = {**os.environ, "OUTCROP_HOME": str(home), "OUTCROP_PORT": str(port), "OUTCROP_SLOTS": "4",
            "OUTCROP_CONTEXT_SIZE": "16384",
-           "OUTCROP_AUTH_FAILURES_PER_MINUTE": "1000", **({"OUTCROP_TLS_SELF_SIGNED": "1"} if tls else {}), **(extra_env or {})}
+           "OUTCROP_AUTH_FAILURES_PER_MINUTE": "1000", "TMPDIR": str(home / "tmp"), **({"OUTCROP_TLS_SELF_SIGNED": "1"} if tls else {}), **(extra_env or {})}
     env.pop("AWS_BEARER_TOKEN_BEDROCK", None)
     log = (home / "server.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "outcrop", "serve"], env=env, stdout=log, stderr=log)

@@ -230,3 +230,19 @@ def test_cidr_allowlist_refuses_other_networks(tmp_path):
     assert refused.status_code == 403
     assert refused.headers["x-amzn-ErrorType"].startswith("AccessDeniedException")
     assert "10.1.2.3" in refused.json()["message"]
+
+
+def test_role_holds_keys_and_policies(admin):
+    role = f"service-{uuid.uuid4().hex[:6]}"
+    created = admin.ok("POST", "/outcrop/v1/roles", {"RoleName": role})["Role"]
+    assert created["Arn"].endswith(f":role/{role}")
+    admin.ok("POST", f"/outcrop/v1/roles/{role}/policies", {"PolicyArn": MANAGED + "AmazonBedrockReadOnly"})
+    key = admin.ok("POST", "/outcrop/v1/access-keys", {"RoleName": role})["AccessKey"]
+    assert key["RoleName"] == role
+    service = Principal(admin.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+    assert service.client("bedrock").list_foundation_models()["modelSummaries"]
+    with pytest.raises(ClientError) as excinfo:
+        _converse(service)
+    assert f":role/{role} is not authorized to perform: bedrock:InvokeModel" in excinfo.value.response["Error"]["Message"]
+    assert [k["AccessKeyId"] for k in admin.ok("GET", f"/outcrop/v1/access-keys?RoleName={role}")["AccessKeyMetadata"]] \
+        == [key["AccessKeyId"]]

@@ -87,3 +87,18 @@ def test_deactivated_key(server):
     admin.ok("PATCH", f"/outcrop/v1/access-keys/{user.access_key_id}", {"Status": "Inactive"})
     response = send(server, signed(server, akid=user.access_key_id, secret=user.secret_access_key))
     assert response.status_code == 403 and error_code(response) == "UnrecognizedClientException"
+
+
+def test_signed_payload_hash_must_match_the_body(server):
+    """botocore signs a declared x-amz-content-sha256 instead of hashing the body: the server checks both."""
+    import hashlib
+
+    request = AWSRequest(method="POST", url=server.endpoint + PATH, data=BODY,
+                         headers={"Content-Type": "application/json",
+                                  "X-Amz-Content-SHA256": hashlib.sha256(BODY).hexdigest()})
+    SigV4Auth(Credentials(server.creds["access_key_id"], server.creds["secret_access_key"]), "bedrock",
+              "us-east-1").add_auth(request)
+    headers = dict(request.headers.items())
+    assert send(server, headers).status_code == 200
+    response = send(server, headers, BODY.replace(b"hi", b"yo"))
+    assert response.status_code == 403 and error_code(response) == "InvalidSignatureException"

@@ -664,7 +664,8 @@ def test_full_access():
     assert decide(p, "bedrock:InvokeModel") is ALLOW
     assert decide(p, "bedrock:CreateModelCustomizationJob", "*") is ALLOW
     assert decide(p, "kms:DescribeKey", "*") is ALLOW
-    assert decide(p, "kms:Decrypt", "*") is IMPLICIT
+    assert decide(p, "kms:Decrypt", "*") is ALLOW  # using customer-managed keys through Bedrock
+    assert decide(p, "kms:CreateKey", "*") is IMPLICIT
     assert decide(p, "iam:CreateUser", "*") is IMPLICIT
 
 

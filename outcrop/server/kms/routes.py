@@ -44,12 +44,11 @@ HANDLERS: dict[str, Callable[[KeyService, CallContext, dict[str, Any]], dict[str
     "CreateKey": _create,
     "DescribeKey": lambda keys, ctx, body: {"KeyMetadata": keys.describe_key(ctx, _key_id(body))},
     "ListKeys": lambda keys, ctx, body: {"Keys": keys.list_keys(ctx), "Truncated": False},
-    "EnableKey": lambda keys, ctx, body: (keys.set_state(ctx, _key_id(body), "Enabled"), {})[1],
-    "DisableKey": lambda keys, ctx, body: (keys.set_state(ctx, _key_id(body), "Disabled"), {})[1],
+    "EnableKey": lambda keys, ctx, body: (keys.enable(ctx, _key_id(body)), {})[1],
+    "DisableKey": lambda keys, ctx, body: (keys.disable(ctx, _key_id(body)), {})[1],
     "ScheduleKeyDeletion": lambda keys, ctx, body: _scheduled(
-        keys.set_state(ctx, _key_id(body), "PendingDeletion", _pending_window(body)), _pending_window(body)),
-    "CancelKeyDeletion": lambda keys, ctx, body: {
-        "KeyId": keys.set_state(ctx, _key_id(body), "Disabled")["KeyId"]},
+        keys.schedule_deletion(ctx, _key_id(body), _pending_window(body)), _pending_window(body)),
+    "CancelKeyDeletion": lambda keys, ctx, body: {"KeyId": keys.cancel_deletion(ctx, _key_id(body))["Arn"]},
 }
 
 

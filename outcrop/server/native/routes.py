@@ -89,12 +89,13 @@ _principal_routes("role", "role")
 async def create_access_key(request: Request, ctx: CallContext = Depends(operation("CreateAccessKey"))) -> Response:
     body = await body_of(request)
     return json_response({"AccessKey": services(request).accounts.create_access_key(
-        ctx, field(body, "UserName", str, required=False))}, 201)
+        ctx, field(body, "UserName", str, required=False), field(body, "RoleName", str, required=False))}, 201)
 
 
 @router.get("/access-keys")
 async def list_access_keys(request: Request, ctx: CallContext = Depends(operation("ListAccessKeys"))) -> Response:
-    keys = services(request).accounts.list_access_keys(ctx, request.query_params.get("UserName"))
+    q = request.query_params
+    keys = services(request).accounts.list_access_keys(ctx, q.get("UserName"), q.get("RoleName"))
     return json_response({"AccessKeyMetadata": keys})
 
 
@@ -124,14 +125,16 @@ async def create_api_key(request: Request,
                          ctx: CallContext = Depends(operation("CreateServiceSpecificCredential"))) -> Response:
     body = await body_of(request)
     created = services(request).accounts.create_api_key(ctx, field(body, "UserName", str, required=False),
-                                                        field(body, "CredentialAgeDays", int, required=False))
+                                                        field(body, "CredentialAgeDays", int, required=False),
+                                                        field(body, "RoleName", str, required=False))
     return json_response({"ServiceSpecificCredential": created}, 201)
 
 
 @router.get("/api-keys")
 async def list_api_keys(request: Request,
                         ctx: CallContext = Depends(operation("ListServiceSpecificCredentials"))) -> Response:
-    keys = services(request).accounts.list_api_keys(ctx, request.query_params.get("UserName"))
+    q = request.query_params
+    keys = services(request).accounts.list_api_keys(ctx, q.get("UserName"), q.get("RoleName"))
     return json_response({"ServiceSpecificCredentials": keys})
 
 

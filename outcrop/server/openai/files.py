@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import Response
 
 from outcrop.core.files import FileInfo
@@ -26,10 +27,16 @@ def file_object(info: FileInfo) -> dict[str, Any]:
 
 @router.post("/files")
 async def create_file(request: Request, ctx: CallContext = Depends(operation("CreateFile", bearer_only=True))) -> Response:
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise Invalid("Uploads must be sent as multipart/form-data with 'file' and 'purpose' fields.")
+    parser = MultiPartParser(request.headers, request.stream(), max_files=1, max_fields=8)
+    # Starlette spools parts over 1 MiB to $TMPDIR: customer bytes on disk before they are sealed. The body
+    # limit (Guard) bounds the upload, so it stays in memory until FileService seals it.
+    parser.spool_max_size = services(request).settings.max_body_bytes
     try:
-        form = await request.form()
-    except Exception as exc:  # python-multipart's own errors: a malformed upload is the caller's to fix
-        raise Invalid(f"Could not parse the multipart form: {exc}") from None
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise Invalid(f"Could not parse the multipart form: {exc.message}") from None
     upload, purpose, key = form.get("file"), form.get("purpose"), form.get("kms_key_id")
     if not isinstance(upload, UploadFile):
         raise Invalid("Missing required parameter: 'file'.")
