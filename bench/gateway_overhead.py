@@ -268,6 +268,27 @@ def rps(base: str, headers: dict[str, str], model: str, conc: int, duration: int
     return asyncio.run(_httpx_rps(base, headers, model, conc, duration))
 
 
+def invoke_only_api_key(base: str, exports: dict[str, str]) -> str:
+    """Create a user with the OutcropInvokeOnly managed policy through the native API; return its API key."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    creds = Credentials(exports["AWS_ACCESS_KEY_ID"], exports["AWS_SECRET_ACCESS_KEY"])
+
+    def call(path: str, body: dict[str, str]) -> dict:  # type: ignore[type-arg]
+        data = json.dumps(body).encode()
+        request = AWSRequest(method="POST", url=base + path, data=data, headers={"Content-Type": "application/json"})
+        SigV4Auth(creds, "bedrock", exports.get("AWS_DEFAULT_REGION", "us-east-1")).add_auth(request)
+        response = httpx.post(base + path, content=data, headers=dict(request.headers.items()))
+        response.raise_for_status()
+        return response.json() if response.content else {}
+
+    call("/outcrop/v1/users", {"UserName": "bench"})
+    call("/outcrop/v1/users/bench/policies", {"PolicyArn": "arn:aws:iam::aws:policy/OutcropInvokeOnly"})
+    return str(call("/outcrop/v1/api-keys", {"UserName": "bench"})["ServiceSpecificCredential"]["ServiceApiKeyValue"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
@@ -305,8 +326,11 @@ def main() -> None:
         with running_server(home) as srv:
             exports = srv.exports()
             auth = {"Authorization": f"Bearer {exports['OPENAI_API_KEY']}"}
+            policy_user = {"Authorization": f"Bearer {invoke_only_api_key(srv.base, exports)}"}
             targets = {"direct": (f"http://127.0.0.1:{up_port}/v1", {}, "fake"),
-                       "outcrop": (f"{srv.base}/v1", auth, MODEL_ID)}
+                       "outcrop": (f"{srv.base}/v1", auth, MODEL_ID),
+                       # a user under OutcropInvokeOnly: the policy evaluation the admin's key skips
+                       "outcrop_policy_user": (f"{srv.base}/v1", policy_user, MODEL_ID)}
             if litellm is not None:
                 targets["litellm"] = (f"http://127.0.0.1:{lport}/v1", {"Authorization": f"Bearer {LITELLM_KEY}"}, "fake")
             lat = latency(targets, args.requests, args.block, budget_s=240)
@@ -322,6 +346,7 @@ def main() -> None:
             "machine": machine_notes(),
             "latency": {k: {kk: round(vv, 3) if isinstance(vv, float) else vv for kk, vv in v.items()} for k, v in lat.items()},
             "added_p50_ms": round(lat["outcrop"]["p50_ms"] - lat["direct"]["p50_ms"], 3),
+            "policy_user_added_p50_ms": round(lat["outcrop_policy_user"]["p50_ms"] - lat["direct"]["p50_ms"], 3),
             "added_p99_ms": round(lat["outcrop"]["p99_ms"] - lat["direct"]["p99_ms"], 3),
             "added_p50_target_ms": 1.0, "added_p99_target_ms": 5.0,
             "concurrency": args.concurrency, "duration_s": args.duration,

@@ -56,9 +56,13 @@ class MasterKeyring:
         self._mtime = self.path.stat().st_mtime_ns if self.path is not None and self.path.exists() else 0
 
     @classmethod
-    def from_file(cls, path: Path) -> MasterKeyring:
-        """Read the keyring file, creating it (0600) with a fresh key on first start."""
+    def from_file(cls, path: Path, create: bool = True) -> MasterKeyring:
+        """Read the keyring file, creating it (0600) with a fresh key on first start.
+
+        A file the operator named is never created: a typo must not start the service on a new, empty key."""
         if not path.exists():
+            if not create:
+                raise OutcropError(f"master key file {path} does not exist")
             write_keyring(path, [new_key()], exclusive=True)
         return cls(read_keyring(path), path)
 

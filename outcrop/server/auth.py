@@ -51,6 +51,8 @@ class AuthThrottle:
         self._failures: dict[str, deque[float]] = defaultdict(deque)
 
     def check(self, source: str | None, key: str | None) -> None:
+        if not self._failures:  # the common case: nobody has failed lately
+            return
         # A key's own limit is looser: anyone can spray bad signatures at a key ID they know, and a tight
         # limit would lock its real owner out. The source limit is what slows one guesser down.
         for subject, limit in ((source, self.per_minute), (key, self.per_minute * KEY_LIMIT_FACTOR)):
@@ -79,32 +81,33 @@ class AuthThrottle:
 async def authenticate(request: Request, identity: IdentityService, throttle: AuthThrottle, region: str,
                        source: str | None, bearer_only: bool = False, service: str = "bedrock") -> Caller:
     header = request.headers.get("authorization", "")
-    key = _key_hint(header)
+    bearer = header[:7].lower() == "bearer "
+    digest = hash_token(header[7:].strip()) if bearer else None
+    key = _key_hint(header, digest)
     throttle.check(source and "ip:" + source, key)
     try:
-        return await _authenticate(request, header, identity, region, bearer_only, service)
+        return await _authenticate(request, header, digest, identity, region, bearer_only, service)
     except AuthenticationFailed:
         throttle.failed(source and "ip:" + source, key)
         raise
 
 
-def _key_hint(header: str) -> str | None:
+def _key_hint(header: str, digest: str | None) -> str | None:
     """What identifies the key being tried, for throttling (never the secret itself)."""
-    if header[:7].lower() == "bearer ":
-        return "tok:" + hash_token(header[7:].strip())[:16]
+    if digest is not None:
+        return "tok:" + digest[:16]
     match = _SIGV4.match(header.strip())
     return "ak:" + match["akid"] if match else None
 
 
-async def _authenticate(request: Request, header: str, identity: IdentityService, region: str,
+async def _authenticate(request: Request, header: str, digest: str | None, identity: IdentityService, region: str,
                         bearer_only: bool, service: str) -> Caller:
-    if header[:7].lower() == "bearer ":
+    if digest is not None:
         token = header[7:].strip()
         if not token:
             raise IncompleteSignature("Authorization header requires a bearer token.")
         if token.startswith(SHORT_TERM_PREFIX):
             return await asyncio.to_thread(verify_short_term_token, token, identity, region)
-        digest = hash_token(token)
         if not identity.is_cached(token_digest=digest):  # first use: the database lookup runs off the event loop
             return await asyncio.to_thread(identity.api_key_caller, token, digest)
         return identity.api_key_caller(token, digest)

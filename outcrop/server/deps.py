@@ -27,7 +27,7 @@ from outcrop.storage.db import make_engine, migrate, session_factory
 def master_keyring(settings: Settings) -> MasterKeyring:
     if settings.master_key is not None:
         return MasterKeyring.from_secret(settings.master_key.get_secret_value())
-    return MasterKeyring.from_file(settings.master_key_path)
+    return MasterKeyring.from_file(settings.master_key_path, create=settings.master_key_file is None)
 
 
 @dataclass
@@ -86,11 +86,13 @@ def operation(name: str, bearer_only: bool = False,
 async def call_context(request: Request, name: str, bearer_only: bool = False,
                        service: str = "bedrock") -> CallContext:
     svc = services(request)
-    client = request.client.host if request.client else None
+    scope = request.scope
+    client = scope["client"][0] if scope.get("client") else None
     who = await authenticate(request, svc.identity, svc.throttle, svc.settings.region, client,
                              bearer_only=bearer_only, service=service)
+    # straight from the ASGI scope: building request.url costs ~20 µs a request
     ctx = CallContext(who, name, source_ip=client, user_agent=request.headers.get("user-agent"),
-                      secure=request.url.scheme == "https", region=svc.settings.region)
+                      secure=scope.get("scheme") == "https", region=svc.settings.region)
     if who.auth == "api_key":
         svc.access.require(ctx, "*", BEARER_ACTION)
     return ctx

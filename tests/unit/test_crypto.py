@@ -58,3 +58,15 @@ def test_key_from_environment_must_be_32_bytes_base64():
         MasterKeyring.from_secret(base64.b64encode(b"short").decode())
     with pytest.raises(OutcropError, match="base64"):
         MasterKeyring.from_secret("not base64!!")
+
+
+def test_a_named_key_file_is_never_created(tmp_path):
+    from outcrop.server.deps import master_keyring
+    from outcrop.settings import Settings
+
+    with pytest.raises(OutcropError, match="does not exist"):
+        master_keyring(Settings(home=tmp_path, master_key_file=tmp_path / "typo.key"))
+    key = base64.b64encode(new_key()).decode()
+    assert master_keyring(Settings(home=tmp_path, master_key=key)).unwrap(
+        master_keyring(Settings(home=tmp_path, master_key=key)).wrap(b"x", b"c"), b"c") == b"x"
+    assert not (tmp_path / "master.key").exists()  # an environment key leaves no key file behind
