@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from outcrop.core.governance import CallContext
+from outcrop.core.policy import MANAGED, AccessRequest, Decision, Policy, evaluate
 from outcrop.errors import AccessDenied
 
 # Operation name (as routes declare it) → IAM action. Every route's operation must be listed here
@@ -89,6 +90,7 @@ class AccessService:
         self._load = load_policies  # (account_id, principal_id) → [Policy]; cleared by invalidate() on any change
         self._cache: dict[str, list] = {}  # type: ignore[type-arg]
         self._lock = threading.Lock()
+        self._last: tuple[CallContext | None, dict[str, object]] = (None, {})
 
     def invalidate(self) -> None:
         with self._lock:
@@ -105,10 +107,11 @@ class AccessService:
             return
         if caller.is_admin:
             return
-        from outcrop.core.policy import AccessRequest, Decision, evaluate
-
+        last = self._last  # one call often needs two checks (e.g. the bearer action, then the model)
+        values = last[1] if last[0] is ctx else _context(ctx)
+        self._last = (ctx, values)
         decision = evaluate(self._policies(caller.account_id, caller.principal_id),
-                            AccessRequest(action, resource, _context(ctx)))
+                            AccessRequest(action, resource, values))
         if decision is not Decision.ALLOW:
             raise AccessDenied(_message(caller.arn, action, resource, decision is Decision.EXPLICIT_DENY))
 
@@ -142,7 +145,6 @@ def _message(arn: str, action: str, resource: str, explicit: bool) -> str:
 
 def attached_policies(sessions: sessionmaker[Session]) -> Callable[[str, str], list]:  # type: ignore[type-arg]
     """The loader AccessService uses: the managed and customer policies attached to one principal."""
-    from outcrop.core.policy import MANAGED, Policy
     from outcrop.storage.repositories import AccountScope
     from outcrop.storage.tables import PolicyDocument
 

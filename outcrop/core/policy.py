@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from outcrop.errors import Invalid
@@ -48,11 +49,12 @@ class AccessRequest:
     action: str
     resource: str
     context: Mapping[str, object] = field(default_factory=dict)
-    _keys: Mapping[str, object] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        # Condition key names are case-insensitive in IAM; fold once per request, not per condition.
-        object.__setattr__(self, "_keys", {k.lower(): v for k, v in self.context.items()})
+    @cached_property
+    def _keys(self) -> Mapping[str, object]:
+        # Condition key names are case-insensitive in IAM: folded once per request, and only when a
+        # condition (or a policy variable) asks — most statements have none.
+        return {k.lower(): v for k, v in self.context.items()}
 
     def value(self, key: str) -> object:
         return self._keys.get(key.lower())
@@ -299,15 +301,16 @@ class Statement:
     def applies(self, request: AccessRequest) -> bool:
         if (self.actions.fullmatch(request.action) is not None) == self.not_action:
             return False
-        keys = request._keys
         matched = False
         for pattern in self.resources:  # loops, not any()/all(): this is the hot path
-            if pattern.match(request.resource, keys):
+            static = pattern.static  # no variables: no need to fold the context keys
+            if static.fullmatch(request.resource) if static is not None else pattern.match(request.resource,
+                                                                                            request._keys):
                 matched = True
                 break
         if matched == self.not_resource:
             return False
-        return not self.conditions or all(c.holds(keys) for c in self.conditions)
+        return not self.conditions or all(c.holds(request._keys) for c in self.conditions)
 
 
 # --- parsing ---
