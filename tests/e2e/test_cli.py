@@ -64,3 +64,35 @@ def test_embed(home):
     assert result.returncode == 0, result.stderr
     line = json.loads(result.stdout.splitlines()[0])
     assert line["text"] == "hello world" and len(line["embedding"]) == 8
+
+
+def test_admin_commands_while_the_server_runs(server):
+    """The CLI acts on the data dir; the running server sees each change within a second."""
+    import time
+
+    from botocore.exceptions import ClientError
+
+    from tests.e2e.iam import MANAGED, Principal
+
+    def run(*args: str) -> object:
+        result = outcrop(server.home, *args)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout) if result.stdout.strip() else None
+
+    name = f"cli-{os.getpid()}"
+    assert run("users", "create", name)["UserName"] == name  # type: ignore[index]
+    run("policies", "attach", name, MANAGED + "AmazonBedrockReadOnly")
+    key = run("keys", "create", name)
+    user = Principal(server.endpoint, key["AccessKeyId"], key["SecretAccessKey"])  # type: ignore[index]
+    assert user.client("bedrock").list_foundation_models()["modelSummaries"]
+    run("keys", "deactivate", key["AccessKeyId"])  # type: ignore[index]
+    time.sleep(1.2)
+    with pytest.raises(ClientError) as excinfo:
+        user.client("bedrock").list_foundation_models()
+    assert excinfo.value.response["Error"]["Code"] == "UnrecognizedClientException"
+    assert any(u["UserName"] == name for u in run("users", "list"))  # type: ignore[union-attr]
+    cmk = run("keys", "kms-create", "--description", "from the CLI")
+    assert cmk["KeyState"] == "Enabled"  # type: ignore[index]
+    assert run("keys", "kms-disable", cmk["KeyId"])["KeyState"] == "Disabled"  # type: ignore[index]
+    denied = outcrop(server.home, "accounts", "suspend", server.creds["account_id"])
+    assert denied.returncode == 1 and "own account" in denied.stderr
