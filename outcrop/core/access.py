@@ -61,6 +61,16 @@ OPERATIONS: dict[str, str] = {
     # the service operator's own operations (never granted by a policy)
     "CreateAccount": "outcrop:CreateAccount", "ListAccounts": "outcrop:ListAccounts",
     "UpdateAccount": "outcrop:UpdateAccount",
+    "PutQuota": "outcrop:PutQuota", "DeleteQuota": "outcrop:DeleteQuota",
+    # quotas as an account sees its own (Service Quotas), usage, the audit trail, invocation logging
+    "ListQuotas": "servicequotas:ListServiceQuotas",
+    "GetUsage": "bedrock:GetUsage",
+    "LookupEvents": "cloudtrail:LookupEvents",
+    "VerifyTrail": "cloudtrail:ValidateTrail",
+    "PutModelInvocationLoggingConfiguration": "bedrock:PutModelInvocationLoggingConfiguration",
+    "GetModelInvocationLoggingConfiguration": "bedrock:GetModelInvocationLoggingConfiguration",
+    "DeleteModelInvocationLoggingConfiguration": "bedrock:DeleteModelInvocationLoggingConfiguration",
+    "ListInvocationLogs": "bedrock:ListInvocationLogs",
 }
 # Role and user variants of the attach family share one route; the action follows the principal kind.
 _ROLE_ACTIONS = {"iam:AttachUserPolicy": "iam:AttachRolePolicy", "iam:DetachUserPolicy": "iam:DetachRolePolicy",

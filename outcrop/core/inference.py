@@ -13,7 +13,7 @@ from typing import Any
 from outcrop import modelpacks
 from outcrop.core.access import STREAM_ACTION, AccessService, model_arn
 from outcrop.core.catalog import SMOLLM2_ID, Catalog, Resolved, normalize_model_id
-from outcrop.core.governance import CallContext, Invocation, Recorder, UsageRecorder
+from outcrop.core.governance import Admission, CallContext, Invocation, OpenAdmission, Recorder, UsageRecorder
 from outcrop.core.tools import OutputFilter, parse_tool_calls
 from outcrop.engines.base import Engine, EngineContext, EngineDone, EngineEvent, EngineText, EngineToolCall
 from outcrop.errors import Invalid, ModelError, ModelNotReady, OutcropError
@@ -107,11 +107,12 @@ class ModelPool:
 
 class InferenceService:
     def __init__(self, settings: Settings, catalog: Catalog, pool: ModelPool, recorder: Recorder | None = None,
-                 access: AccessService | None = None) -> None:
+                 access: AccessService | None = None, admission: Admission | None = None) -> None:
         self.settings = settings
         self.catalog = catalog
         self.pool = pool
         self.recorder: Recorder = recorder or UsageRecorder()
+        self.admission: Admission = admission or OpenAdmission()
         self.access = access or AccessService(lambda account, principal: [])
 
     def resolve(self, model_id: str) -> Resolved:
@@ -151,10 +152,15 @@ class InferenceService:
         return self._recorded_stream(ctx, request, live=True)
 
     async def _recorded_stream(self, ctx: CallContext, request: ChatRequest, live: bool) -> AsyncIterator[ChatEvent]:
-        with self._recorded(ctx, request.model_id, STREAM_ACTION if live else None) as record:
+        with self._recorded(ctx, request.model_id, STREAM_ACTION if live else None, request, live) as record:
+            text: list[str] = []
             async for event in self._generate(request, record, live):
-                if isinstance(event, Finished):
+                if isinstance(event, TextDelta):
+                    text.append(event.text)
+                elif isinstance(event, Finished):
                     record.input_tokens, record.output_tokens = event.usage.input_tokens, event.usage.output_tokens
+                    record.first_token_ms = event.first_token_ms
+                    record.response = "".join(text)
                 yield event
 
     async def _generate(self, request: ChatRequest, record: Invocation, live: bool) -> AsyncIterator[ChatEvent]:
@@ -235,7 +241,7 @@ class InferenceService:
             raise Invalid("topP must be between 0 and 1")
 
     async def embed(self, ctx: CallContext, request: EmbeddingRequest) -> EmbeddingResult:
-        with self._recorded(ctx, request.model_id) as record:
+        with self._recorded(ctx, request.model_id, request=request, kind="embedding") as record:
             resolved = self.resolve(request.model_id)
             record.served_by = resolved.spec.model_id
             if resolved.spec.kind != "embedding":
@@ -245,10 +251,11 @@ class InferenceService:
             engine = await self.pool.get(resolved.spec, self.catalog)
             result = await engine.aembed(request.texts, request.dimensions, request.normalize)
             record.input_tokens = result.input_tokens
+            record.response = result
             return result
 
     async def count_tokens(self, ctx: CallContext, request: ChatRequest) -> int:
-        with self._recorded(ctx, request.model_id) as record:
+        with self._recorded(ctx, request.model_id, request=request, kind="count_tokens") as record:
             resolved = self.resolve(request.model_id)
             record.served_by = resolved.spec.model_id
             if resolved.spec.kind != "chat":
@@ -257,18 +264,25 @@ class InferenceService:
             return await engine.acount_tokens(request)
 
     @contextlib.contextmanager
-    def _recorded(self, ctx: CallContext, model_id: str, action: str | None = None) -> Iterator[Invocation]:
-        """Authorize the call on the model as requested, then time it and report it, whatever the outcome."""
-        record = Invocation(ctx, model_id, model_id)
+    def _recorded(self, ctx: CallContext, model_id: str, action: str | None = None, request: Any = None,
+                  streaming: bool = False, kind: str = "chat") -> Iterator[Invocation]:
+        """Authorize the call on the model as requested, admit it (quotas), then time it and report it,
+        whatever the outcome."""
+        record = Invocation(ctx, model_id, model_id, streaming=streaming, kind=kind, request=request)
         started = time.perf_counter()
+        admitted = False
         try:
             self.access.require(ctx, model_arn(self.settings.region, model_id), action)
+            self.admission.admit(record)
+            admitted = True
             yield record
         except BaseException as exc:
             record.error = type(exc).__name__
             raise
         finally:
             record.latency_ms = int((time.perf_counter() - started) * 1000)
+            if admitted:
+                self.admission.release(record)
             self.recorder.record(record)
 
     async def warm(self, model_id: str) -> None:

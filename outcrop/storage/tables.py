@@ -122,3 +122,110 @@ class Generation(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuditEvent(Base):
+    """One API call, CloudTrail-shaped. Hash-chained per account: `hash` covers `prev_hash` and the record."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (UniqueConstraint("account_id", "seq"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # eventID
+    account_id: Mapped[str] = mapped_column(String(12), index=True)  # not a foreign key: the trail outlives rows
+    seq: Mapped[int] = mapped_column(BigInteger)
+    event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    event_name: Mapped[str] = mapped_column(String(64))
+    event_source: Mapped[str] = mapped_column(String(64))
+    read_only: Mapped[bool] = mapped_column()
+    username: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    access_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    record: Mapped[str] = mapped_column(Text)  # the CloudTrail event JSON, exactly as hashed
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditDigest(Base):
+    """A signed statement of one account's chain head at a point in time (log-file integrity validation)."""
+
+    __tablename__ = "audit_digests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(12), index=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class QuotaLimit(Base):
+    """An account's limits for one model ("*": every model), as the operator set them."""
+
+    __tablename__ = "quota_limits"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tokens_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    concurrent_streams: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class QuotaUsage(Base):
+    """Requests and tokens counted per account, model and minute: shared by every server process."""
+
+    __tablename__ = "quota_usage"
+
+    account_id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    window: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # minutes since the epoch
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class QuotaLease(Base):
+    """One running stream; expires by itself if its process dies."""
+
+    __tablename__ = "quota_leases"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(12), index=True)
+    model_id: Mapped[str] = mapped_column(String(256))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LoggingConfig(Base):
+    """An account's model invocation logging configuration (Bedrock's JSON shape)."""
+
+    __tablename__ = "logging_configs"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    config: Mapped[str] = mapped_column(Text)
+
+
+class InvocationLog(Base):
+    """One model invocation record, sealed under the account's key (prompts and completions inside)."""
+
+    __tablename__ = "invocation_logs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    operation: Mapped[str] = mapped_column(String(64))
+    model_id: Mapped[str] = mapped_column(String(256))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class UsageDaily(Base):
+    """Invocations and tokens per account, model, key and UTC day (for `outcrop usage` and the native API)."""
+
+    __tablename__ = "usage_daily"
+
+    account_id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # access key or API key ID; "" when local
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD (UTC)
+    invocations: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)

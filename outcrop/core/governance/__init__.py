@@ -10,7 +10,7 @@ import logging
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from outcrop.core.identity import Caller
 from outcrop.ids import request_id
@@ -41,10 +41,71 @@ class Invocation:
     output_tokens: int = 0
     latency_ms: int = 0
     error: str | None = None  # the domain error class name, when the call failed
+    streaming: bool = False  # tokens went out as they came (ConverseStream, stream=true, ...)
+    first_token_ms: float | None = None  # time to the first output token, for generating calls
+    kind: str = "chat"  # chat | embedding | count_tokens
+    request: Any = None  # the neutral request (ChatRequest / EmbeddingRequest), for invocation logging
+    response: Any = None  # the neutral result (ChatResponse text / EmbeddingResult), when it succeeded
 
 
 class Recorder(Protocol):
+    """Told about every invocation once it ends, whatever the outcome (metrics, usage, invocation logs)."""
+
     def record(self, invocation: Invocation) -> None: ...
+
+
+class Admission(Protocol):
+    """Asked before an invocation runs (may raise Throttled), told when it ends (quotas)."""
+
+    def admit(self, invocation: Invocation) -> None: ...
+
+    def release(self, invocation: Invocation) -> None: ...
+
+
+class Recorders:
+    """Several recorders behind one: a failing recorder is logged, never fails the call it records."""
+
+    def __init__(self, *recorders: Recorder) -> None:
+        self.recorders = list(recorders)
+
+    def record(self, invocation: Invocation) -> None:
+        for recorder in self.recorders:
+            try:
+                recorder.record(invocation)
+            except Exception:
+                log.exception("recorder %s failed", type(recorder).__name__)
+
+
+class Admissions:
+    """Several admissions behind one, in order; released in reverse, and only those that admitted."""
+
+    def __init__(self, *admissions: Admission) -> None:
+        self.admissions = list(admissions)
+
+    def admit(self, invocation: Invocation) -> None:
+        admitted: list[Admission] = []
+        try:
+            for admission in self.admissions:
+                admission.admit(invocation)
+                admitted.append(admission)
+        except BaseException:
+            for admission in reversed(admitted):
+                admission.release(invocation)
+            raise
+
+    def release(self, invocation: Invocation) -> None:
+        for admission in reversed(self.admissions):
+            admission.release(invocation)
+
+
+class OpenAdmission:
+    """No quotas: every invocation is admitted."""
+
+    def admit(self, invocation: Invocation) -> None:
+        return None
+
+    def release(self, invocation: Invocation) -> None:
+        return None
 
 
 class UsageRecorder:
