@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     master_key_file: Path | None = Field(None, description="master keyring file; default <home>/master.key")
     auth_failures_per_minute: int = Field(20, ge=1, description="failed authentications per source or key before throttling")
     log_level: str = "info"
+    log_format: str = Field("json", pattern="^(json|text)$", description="json: one object a line, with the request ID")
+    audit_digest_every_s: float = Field(300.0, gt=0, description="sign each account's audit chain head this often")
 
     @classmethod
     def settings_customise_sources(

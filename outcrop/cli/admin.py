@@ -48,9 +48,26 @@ def _as_admin(svc: Any, account: str | None, operation: str):  # type: ignore[no
 
 
 def _run(operation: str, account: str | None, call: Any) -> None:
+    """Run one operation as the account's admin; it joins the audit trail like an API call."""
+    from datetime import UTC, datetime
+
+    from outcrop.core.governance.audit import Outcome
+    from outcrop.errors import OutcropError
+
     with friendly_errors():
         svc = _services()
-        result = call(svc, _as_admin(svc, account, operation))
+        ctx = _as_admin(svc, account, operation)
+        outcome = Outcome(operation, datetime.now(UTC), ctx, None, "outcrop-cli", ctx.region, ctx.request_id)
+        try:
+            result = call(svc, ctx)
+        except OutcropError as exc:
+            from outcrop.server.bedrock.wire import error_code
+
+            outcome.error_code, outcome.error_message = error_code(exc)[0], exc.message
+            raise
+        finally:
+            svc.audit.record(outcome)
+            svc.close()
         if result is not None:
             print(json.dumps(result, indent=2, default=str))
 

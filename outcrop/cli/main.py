@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from outcrop.cli import admin, chat, models, serve
+from outcrop.cli import admin, audit, chat, models, serve
 
 app = typer.Typer(name="outcrop", help="Amazon Bedrock's capabilities on your own hardware.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -18,6 +18,7 @@ app.add_typer(admin.users, name="users")
 app.add_typer(admin.roles, name="roles")
 app.add_typer(admin.keys, name="keys")
 app.add_typer(admin.policies, name="policies")
+app.add_typer(audit.app, name="audit")
 
 
 def main() -> None:

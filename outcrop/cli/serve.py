@@ -63,7 +63,10 @@ def serve(
     # X-Forwarded-For/-Proto only from proxies the operator names: otherwise any local process could pose as
     # another source address (allowlist, aws:SourceIp) or as https (aws:SecureTransport).
     proxies = settings.forwarded_allow_ips
+    from outcrop.server.logs import configure
+
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
+                log_config=configure(settings.log_level, settings.log_format),
                 ssl_certfile=str(cert) if cert else None, ssl_keyfile=str(key) if key else None,
                 proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) if proxies else None)
 

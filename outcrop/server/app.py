@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -13,11 +15,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outcrop import __version__
+from outcrop.core.governance.audit import AuditTrail, Outcome
 from outcrop.errors import AccessDenied, Invalid, NotFound, OutcropError, PayloadTooLarge
-from outcrop.server import deps
+from outcrop.ids import request_id
+from outcrop.server import awsjson, deps
 from outcrop.server.bedrock import routes_control, routes_runtime
 from outcrop.server.bedrock import wire as bedrock_wire
-from outcrop.server.kms import routes as kms_routes
+from outcrop.server.logs import REQUEST_ID
+from outcrop.server.native import audit as native_audit
 from outcrop.server.native import routes as native_routes
 from outcrop.server.openai import files as openai_files
 from outcrop.server.openai import routes as openai_routes
@@ -28,11 +33,15 @@ log = logging.getLogger("outcrop.server")
 
 
 def render_error(request: Request, exc: Exception) -> Response:
-    """Each surface answers in its own envelope."""
-    if request.url.path.startswith("/v1/") or request.url.path == "/v1":
+    """Each surface answers in its own envelope; the audit trail gets the AWS error code either way."""
+    code, _ = bedrock_wire.error_code(exc)
+    message = exc.message if isinstance(exc, OutcropError) else "The server encountered an internal error."
+    request.scope["outcrop.error"] = (code, message)
+    path = request.scope["path"]
+    if path.startswith("/v1/") or path == "/v1":
         return openai_wire.error_response(exc)
-    if request.url.path == "/" and request.headers.get("x-amz-target", "").startswith(kms_routes.TARGET):
-        return kms_routes.error_response(exc)
+    if awsjson.is_awsjson(request):
+        return awsjson.error_response(request, exc)
     return bedrock_wire.error_response(exc)
 
 
@@ -43,30 +52,65 @@ _SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
 ]
-_HSTS = (b"strict-transport-security", b"max-age=31536000")
+_SECURITY_HEADERS_TLS = [*_SECURITY_HEADERS, (b"strict-transport-security", b"max-age=31536000")]
 
 
 class Guard:
-    """The first door: the network allowlist, the body limit (declared or streamed), security headers.
+    """The first door: the network allowlist, the body limit (declared or streamed), security headers, the
+    request ID on every response, and the audit event of every API call once its response is sent.
 
-    One middleware, not three: each ASGI layer costs on every request (docs/benchmarks.md)."""
+    One middleware, not five: each ASGI layer costs on every request (docs/benchmarks.md)."""
 
-    def __init__(self, app: ASGIApp, limit: int, allowed_cidrs: list[str]) -> None:
+    def __init__(self, app: ASGIApp, limit: int, allowed_cidrs: list[str],
+                 trail: Callable[[], AuditTrail | None] = lambda: None, region: str = "us-east-1") -> None:
         self.app = app
+        self.region = region
         self.limit = limit
         self.networks = [ipaddress.ip_network(c, strict=False) for c in allowed_cidrs]
+        self.trail = trail
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = _SECURITY_HEADERS + [_HSTS] if scope.get("scheme") == "https" else _SECURITY_HEADERS
+        started = datetime.now(UTC)
+        rid = scope["outcrop.request_id"] = request_id()
+        REQUEST_ID.set(rid)
+        extra = [*(_SECURITY_HEADERS_TLS if scope.get("scheme") == "https" else _SECURITY_HEADERS),
+                 (b"x-amzn-requestid", rid.encode())]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
 
+        try:
+            await self._guarded(scope, receive, send_with_headers)
+        finally:
+            if "outcrop.operation" in scope:
+                self._audit(scope, started, rid)
+
+    def _audit(self, scope: Scope, started: datetime, rid: str) -> None:
+        trail = self.trail()
+        if trail is None:
+            return
+        ctx = scope.get("outcrop.ctx")
+        headers = dict(scope.get("headers", []))
+        parameters = dict(scope.get("path_params") or {})
+        if scope.get("query_string"):
+            parameters.update(parse_qsl(scope["query_string"].decode("latin-1")))
+        parameters.update(scope.get("outcrop.request_parameters") or {})
+        error = scope.get("outcrop.error")
+        trail.record(Outcome(
+            operation=scope["outcrop.operation"], started=started, context=ctx,
+            source_ip=scope["client"][0] if scope.get("client") else None,
+            user_agent=headers.get(b"user-agent", b"").decode("latin-1") or None,
+            region=self.region, request_id=rid,
+            attempted_key=scope.get("outcrop.attempted_key"),
+            error_code=error[0] if error else None, error_message=error[1] if error else None,
+            request_parameters=parameters or None))
+
+    async def _guarded(self, scope: Scope, receive: Receive, send_with_headers: Send) -> None:
         if self.networks and not self._allowed(scope):
             client = (scope.get("client") or ("unknown",))[0]
             await self._reject(scope, receive, send_with_headers,
@@ -151,6 +195,9 @@ def create_app(settings: Settings, services: deps.Services | None = None, plugin
     app.include_router(openai_routes.router)
     app.include_router(openai_files.router)
     app.include_router(native_routes.router)
-    app.include_router(kms_routes.router)
-    app.add_middleware(Guard, limit=settings.max_body_bytes, allowed_cidrs=settings.allowed_cidrs)
+    app.include_router(native_audit.router)
+    app.include_router(awsjson.router)
+    app.add_middleware(Guard, limit=settings.max_body_bytes, allowed_cidrs=settings.allowed_cidrs,
+                       trail=lambda: getattr(getattr(app.state, "services", None), "audit", None),
+                       region=settings.region)
     return app

@@ -92,6 +92,12 @@ async def authenticate(request: Request, identity: IdentityService, throttle: Au
         raise
 
 
+def attempted_key(header: str) -> str | None:
+    """The access key ID a (failed) SigV4 request named, for the audit trail; None for bearer tokens."""
+    match = _SIGV4.match(header.strip())
+    return match["akid"] if match else None
+
+
 def _key_hint(header: str, digest: str | None) -> str | None:
     """What identifies the key being tried, for throttling (never the secret itself)."""
     if digest is not None:

@@ -13,12 +13,15 @@ from outcrop.core.catalog import Catalog
 from outcrop.core.crypto import MasterKeyring
 from outcrop.core.files import FileService
 from outcrop.core.governance import CallContext
+from outcrop.core.governance.audit import AuditTrail
+from outcrop.core.governance.integrity import DigestSigner
 from outcrop.core.identity import IdentityService
 from outcrop.core.inference import InferenceService, ModelPool
 from outcrop.core.kms import KeyService
 from outcrop.core.policies import PoliciesService
+from outcrop.ids import request_id
 from outcrop.plugins import engine_classes, plugin_manager
-from outcrop.server.auth import AuthThrottle, authenticate
+from outcrop.server.auth import AuthThrottle, attempted_key, authenticate
 from outcrop.settings import Settings
 from outcrop.storage.blobs import BlobStore
 from outcrop.storage.db import make_engine, migrate, session_factory
@@ -42,6 +45,8 @@ class Services:
     keys: KeyService
     files: FileService
     throttle: AuthThrottle
+    audit: AuditTrail
+    signer: DigestSigner
 
     @classmethod
     def build(cls, settings: Settings, plugins: list[object] | None = None) -> Services:
@@ -58,12 +63,16 @@ class Services:
         keys.purge_due()
         catalog = Catalog.load(settings)
         pool = ModelPool(settings, engine_classes(plugin_manager(plugins)))
+        signer = DigestSigner(sessions, settings.home / "audit-signing.key", settings.audit_digest_every_s)
+        audit = AuditTrail(sessions, access, on_batch=signer.touched)
         return cls(settings, catalog, InferenceService(settings, catalog, pool, access=access), identity, access,
                    accounts, PoliciesService(accounts, access), keys,
                    FileService(keys, BlobStore(settings.home / "blobs"), access),
-                   AuthThrottle(settings.auth_failures_per_minute))
+                   AuthThrottle(settings.auth_failures_per_minute), audit, signer)
 
     def close(self) -> None:
+        self.audit.close()
+        self.signer.sign_pending()
         self.inference.pool.close()
 
 
@@ -87,12 +96,19 @@ async def call_context(request: Request, name: str, bearer_only: bool = False,
                        service: str = "bedrock") -> CallContext:
     svc = services(request)
     scope = request.scope
+    scope["outcrop.operation"] = name  # from here on the call is audited, whatever happens
     client = scope["client"][0] if scope.get("client") else None
-    who = await authenticate(request, svc.identity, svc.throttle, svc.settings.region, client,
-                             bearer_only=bearer_only, service=service)
+    try:
+        who = await authenticate(request, svc.identity, svc.throttle, svc.settings.region, client,
+                                 bearer_only=bearer_only, service=service)
+    except Exception:
+        scope["outcrop.attempted_key"] = attempted_key(request.headers.get("authorization", ""))
+        raise
     # straight from the ASGI scope: building request.url costs ~20 µs a request
-    ctx = CallContext(who, name, source_ip=client, user_agent=request.headers.get("user-agent"),
-                      secure=scope.get("scheme") == "https", region=svc.settings.region)
+    ctx = CallContext(who, name, request_id=scope.get("outcrop.request_id") or request_id(), source_ip=client,
+                      user_agent=request.headers.get("user-agent"), secure=scope.get("scheme") == "https",
+                      region=svc.settings.region)
+    scope["outcrop.ctx"] = ctx
     if who.auth == "api_key":
         svc.access.require(ctx, "*", BEARER_ACTION)
     return ctx

@@ -26,6 +26,7 @@ MSGS = [{"role": "user", "content": [{"text": "hi"}]}]
 #   own:      creates or reads B's own things: works, and A's never show up
 #   foreign:  names A's resource: B is told it does not exist
 #   operator: the service operator's alone: B's admin is denied
+#   trail:    B's audit trail: B's own events only (they may name A's IDs: B tried them)
 OPERATIONS: list[tuple[str, str, str, Any, str]] = [
     ("Converse", "POST", f"/model/{CHAT}/converse", {"messages": MSGS, "inferenceConfig": {"maxTokens": 1}}, "shared"),
     ("ConverseStream", "POST", f"/model/{CHAT}/converse-stream", {"messages": MSGS, "inferenceConfig": {"maxTokens": 1}}, "shared"),
@@ -82,6 +83,9 @@ OPERATIONS: list[tuple[str, str, str, Any, str]] = [
     ("DisableKey", "KMS", "DisableKey", {"KeyId": "{cmk}"}, "foreign"),
     ("ScheduleKeyDeletion", "KMS", "ScheduleKeyDeletion", {"KeyId": "{cmk}", "PendingWindowInDays": 7}, "foreign"),
     ("CancelKeyDeletion", "KMS", "CancelKeyDeletion", {"KeyId": "{cmk}"}, "foreign"),
+    ("LookupEvents", "CLOUDTRAIL", "LookupEvents", {"MaxResults": 50}, "trail"),
+    ("LookupEvents", "GET", "/outcrop/v1/audit/events?MaxResults=50", None, "trail"),
+    ("VerifyTrail", "POST", "/outcrop/v1/audit/verify", None, "own"),
 ]
 IDS = [f"{op}:{method}:{path}" for op, method, path, _, _ in OPERATIONS]
 
@@ -93,17 +97,22 @@ def _fill(value: Any, names: dict[str, str]) -> Any:
     return json.loads(text) if not isinstance(value, str) else text
 
 
-def call(who: Principal, method: str, path: str, body: Any) -> httpx.Response:
+def call(who: Principal, method: str, path: str, body: Any, agent: str | None = None) -> httpx.Response:
+    extra = {"User-Agent": agent} if agent else {}
     if method == "KMS":
         return who.call("POST", "/", body, service="kms", headers={
-            "X-Amz-Target": f"TrentService.{path}", "Content-Type": "application/x-amz-json-1.1"})
+            "X-Amz-Target": f"TrentService.{path}", "Content-Type": "application/x-amz-json-1.1", **extra})
+    if method == "CLOUDTRAIL":
+        return who.call("POST", "/", body, service="cloudtrail", headers={
+            "X-Amz-Target": f"com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.{path}",
+            "Content-Type": "application/x-amz-json-1.1", **extra})
     if path.startswith("/v1/"):
-        headers = {"Authorization": f"Bearer {who.api_key}"}
+        headers = {"Authorization": f"Bearer {who.api_key}", **extra}
         if body == "upload":
             return httpx.post(who.endpoint + path, headers=headers, timeout=300, data={"purpose": "batch"},
                               files={"file": ("b.jsonl", b'{"b": 1}\n')})
         return httpx.request(method, who.endpoint + path, headers=headers, json=body, timeout=300)
-    return who.call(method, path, body)
+    return who.call(method, path, body, headers=extra)
 
 
 @pytest.fixture(scope="module")
@@ -128,11 +137,13 @@ def world(server) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     names["file"] = upload.json()["id"]
     names["account"] = a.ok("GET", "/outcrop/v1/account")["Account"]["AccountId"]
     nobody = a.new_user(f"nobody-{tag}")
-    return {"a": a, "b": b, "nobody": nobody, "names": names}
+    return {"a": a, "b": b, "nobody": nobody, "names": names,
+            "b_account": b.ok("GET", "/outcrop/v1/account")["Account"]["AccountId"]}
 
 
 def test_every_route_is_in_the_matrix(server):
     from outcrop.server.app import create_app
+    from outcrop.server.cloudtrail.routes import HANDLERS as TRAIL_HANDLERS
     from outcrop.server.kms.routes import HANDLERS
     from outcrop.settings import Settings
 
@@ -143,6 +154,7 @@ def test_every_route_is_in_the_matrix(server):
                if any(m == method and _template(p).match(path) for method, path in called)}
     assert routes - covered == set(), f"routes missing from the isolation matrix: {sorted(routes - covered)}"
     assert set(HANDLERS) <= {path for _, method, path, _, _ in OPERATIONS if method == "KMS"}
+    assert set(TRAIL_HANDLERS) <= {path for _, method, path, _, _ in OPERATIONS if method == "CLOUDTRAIL"}
     assert {op for op, *_ in OPERATIONS} == set(IAM_ACTIONS)
 
 
@@ -156,12 +168,16 @@ def test_other_account_cannot_reach(world, operation, method, path, body, kind):
     names = world["names"]
     response = call(world["b"], method, _fill(path, names), _fill(body, names) if body is not None else None)
     if kind == "foreign":
-        expected = 400 if method == "KMS" else 404
+        expected = 400 if method in ("KMS", "CLOUDTRAIL") else 404
         assert response.status_code == expected, response.text
-        code = response.json().get("__type") if method == "KMS" else response.headers.get("x-amzn-ErrorType", "")
+        code = response.json().get("__type") if method in ("KMS", "CLOUDTRAIL") else response.headers.get("x-amzn-ErrorType", "")
         assert "NotFound" in (code or "") or response.status_code == 404
     elif kind == "operator":
         assert response.status_code == 403, response.text
+    elif kind == "trail":
+        assert response.status_code == 200, response.text
+        events = [json.loads(e["CloudTrailEvent"]) if "CloudTrailEvent" in e else e for e in response.json()["Events"]]
+        assert events and {e["recipientAccountId"] for e in events} == {world["b_account"]}
     else:
         assert response.status_code < 300, response.text
         for resource in ("user", "role", "access_key", "api_key", "file", "cmk", "account", "policy"):
@@ -183,7 +199,7 @@ def test_account_a_resources_survive_b(world):
 def test_principal_without_policy_is_denied(world, operation, method, path, body, kind):
     names = world["names"]
     response = call(world["nobody"], method, _fill(path, names), _fill(body, names) if body is not None else None)
-    if method == "KMS":
+    if method in ("KMS", "CLOUDTRAIL"):
         assert response.status_code == 400 and response.json()["__type"] == "AccessDeniedException", response.text
     elif path.startswith("/v1/"):
         assert response.status_code == 403, response.text

@@ -8,7 +8,6 @@ from typing import Any
 from starlette.responses import Response
 
 from outcrop import errors
-from outcrop.ids import request_id
 from outcrop.server.bedrock import eventstream
 
 # Domain error → (Bedrock error code, HTTP status). First match in the class hierarchy wins.
@@ -42,8 +41,7 @@ def error_response(exc: Exception) -> Response:
     if code == "ModelErrorException":
         body["originalStatusCode"] = int(getattr(exc, "details", {}).get("original_status", 500))
         body["resourceName"] = getattr(exc, "details", {}).get("resource", "")
-    headers = {"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.bedrock/",
-               "x-amzn-RequestId": request_id()}
+    headers = {"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.bedrock/"}
     return Response(json.dumps(body), status_code=status, headers=headers, media_type="application/json")
 
 
