@@ -114,3 +114,20 @@ def public_key() -> None:
         svc = _services()
         print(svc.signer.public_key_pem(), end="")
         svc.audit.close()
+
+
+logs = typer.Typer(help="Model invocation logs (when the account turned logging on).", no_args_is_help=True)
+
+
+@logs.command("invocations")
+def invocations(since: str = typer.Option("1h", help="1h, 30m, 7d or an ISO 8601 time"),
+                model_id: str = typer.Option(None, "--model-id"), max_results: int = typer.Option(100, "--max-results"),
+                account: str = ACCOUNT) -> None:
+    """Records of the local log store, opened with the account's key, one JSON object a line."""
+    with friendly_errors():
+        svc = _services()
+        ctx = _as_admin(svc, account, "ListInvocationLogs")
+        records = svc.invocation_log.list_logs(ctx, since_time(since), model_id, max_results)
+        svc.close()
+    for record in records:
+        print(json.dumps(record))

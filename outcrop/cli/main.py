@@ -19,6 +19,7 @@ app.add_typer(admin.roles, name="roles")
 app.add_typer(admin.keys, name="keys")
 app.add_typer(admin.policies, name="policies")
 app.add_typer(audit.app, name="audit")
+app.add_typer(audit.logs, name="logs")
 
 
 def main() -> None:

@@ -12,9 +12,10 @@ from outcrop.core.accounts import AccountsService
 from outcrop.core.catalog import Catalog
 from outcrop.core.crypto import MasterKeyring
 from outcrop.core.files import FileService
-from outcrop.core.governance import CallContext
+from outcrop.core.governance import CallContext, Recorders, UsageRecorder
 from outcrop.core.governance.audit import AuditTrail
 from outcrop.core.governance.integrity import DigestSigner
+from outcrop.core.governance.invocation_log import InvocationLogger
 from outcrop.core.identity import IdentityService
 from outcrop.core.inference import InferenceService, ModelPool
 from outcrop.core.kms import KeyService
@@ -47,6 +48,7 @@ class Services:
     throttle: AuthThrottle
     audit: AuditTrail
     signer: DigestSigner
+    invocation_log: InvocationLogger
 
     @classmethod
     def build(cls, settings: Settings, plugins: list[object] | None = None) -> Services:
@@ -65,12 +67,15 @@ class Services:
         pool = ModelPool(settings, engine_classes(plugin_manager(plugins)))
         signer = DigestSigner(sessions, settings.home / "audit-signing.key", settings.audit_digest_every_s)
         audit = AuditTrail(sessions, access, on_batch=signer.touched)
-        return cls(settings, catalog, InferenceService(settings, catalog, pool, access=access), identity, access,
-                   accounts, PoliciesService(accounts, access), keys,
+        invocation_log = InvocationLogger(sessions, keys, access, settings.home)
+        inference = InferenceService(settings, catalog, pool, recorder=Recorders(UsageRecorder(), invocation_log),
+                                     access=access)
+        return cls(settings, catalog, inference, identity, access, accounts, PoliciesService(accounts, access), keys,
                    FileService(keys, BlobStore(settings.home / "blobs"), access),
-                   AuthThrottle(settings.auth_failures_per_minute), audit, signer)
+                   AuthThrottle(settings.auth_failures_per_minute), audit, signer, invocation_log)
 
     def close(self) -> None:
+        self.invocation_log.flush()
         self.audit.close()
         self.signer.sign_pending()
         self.inference.pool.close()

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from outcrop.core.governance import CallContext
 from outcrop.errors import Invalid, NotFound
-from outcrop.server.bedrock.wire import json_response
+from outcrop.server.bedrock.wire import json_response, parse_json
 from outcrop.server.deps import operation, services
 from outcrop.types import ModelSpec
 
@@ -74,3 +74,25 @@ async def get_foundation_model(request: Request, ctx: CallContext = Depends(oper
     else:
         raise NotFound(f"Could not resolve the foundation model from the provided model identifier: {identifier}")
     return json_response({"modelDetails": summary(svc.settings.region, model_id, provider, name, spec)})
+
+
+@router.put("/logging/modelinvocations")
+async def put_logging(request: Request,
+                      ctx: CallContext = Depends(operation("PutModelInvocationLoggingConfiguration"))) -> Response:
+    body = parse_json(await request.body())
+    services(request).invocation_log.put(ctx, body.get("loggingConfig"))
+    return json_response({})
+
+
+@router.get("/logging/modelinvocations")
+async def get_logging(request: Request,
+                      ctx: CallContext = Depends(operation("GetModelInvocationLoggingConfiguration"))) -> Response:
+    config = services(request).invocation_log.get(ctx)
+    return json_response({"loggingConfig": config} if config is not None else {})
+
+
+@router.delete("/logging/modelinvocations")
+async def delete_logging(request: Request,
+                         ctx: CallContext = Depends(operation("DeleteModelInvocationLoggingConfiguration"))) -> Response:
+    services(request).invocation_log.delete(ctx)
+    return json_response({})

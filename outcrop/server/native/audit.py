@@ -1,4 +1,4 @@
-"""The audit trail through the native API: lookup (the CLI's and console's) and verification."""
+"""The audit trail and the invocation log store through the native API (the CLI's and the console's)."""
 
 from __future__ import annotations
 
@@ -48,3 +48,15 @@ async def verify(request: Request, ctx: CallContext = Depends(operation("VerifyT
     checked, findings = svc.signer.verify_trail(ctx, svc.access)
     return json_response({"RecordsChecked": checked, "Valid": not findings,
                           "Findings": [str(f) for f in findings]})
+
+
+@router.get("/invocation-logs")
+async def invocation_logs(request: Request, ctx: CallContext = Depends(operation("ListInvocationLogs"))) -> Response:
+    """Records of the local log store (the `cloudWatchConfig` destination), opened for the caller's account."""
+    q = request.query_params
+    max_results = q.get("MaxResults", "100")
+    if not max_results.isdigit():
+        raise Invalid("MaxResults must be an integer")
+    records = services(request).invocation_log.list_logs(ctx, _time(q.get("Since"), "Since"), q.get("ModelId"),
+                                                         int(max_results))
+    return json_response({"InvocationLogs": records})
