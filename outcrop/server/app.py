@@ -18,12 +18,14 @@ from outcrop import __version__
 from outcrop.core.governance.audit import AuditTrail, Outcome
 from outcrop.errors import AccessDenied, Invalid, NotFound, OutcropError, PayloadTooLarge
 from outcrop.ids import request_id
-from outcrop.server import awsjson, deps
+from outcrop.server import awsjson, deps, observability
 from outcrop.server.bedrock import routes_control, routes_runtime
 from outcrop.server.bedrock import wire as bedrock_wire
 from outcrop.server.logs import REQUEST_ID
 from outcrop.server.native import audit as native_audit
+from outcrop.server.native import quotas as native_quotas
 from outcrop.server.native import routes as native_routes
+from outcrop.server.native import usage as native_usage
 from outcrop.server.openai import files as openai_files
 from outcrop.server.openai import routes as openai_routes
 from outcrop.server.openai import wire as openai_wire
@@ -196,6 +198,9 @@ def create_app(settings: Settings, services: deps.Services | None = None, plugin
     app.include_router(openai_files.router)
     app.include_router(native_routes.router)
     app.include_router(native_audit.router)
+    app.include_router(native_usage.router)
+    app.include_router(native_quotas.router)
+    app.include_router(observability.router)
     app.include_router(awsjson.router)
     app.add_middleware(Guard, limit=settings.max_body_bytes, allowed_cidrs=settings.allowed_cidrs,
                        trail=lambda: getattr(getattr(app.state, "services", None), "audit", None),

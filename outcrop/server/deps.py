@@ -12,10 +12,13 @@ from outcrop.core.accounts import AccountsService
 from outcrop.core.catalog import Catalog
 from outcrop.core.crypto import MasterKeyring
 from outcrop.core.files import FileService
-from outcrop.core.governance import CallContext, Recorders, UsageRecorder
+from outcrop.core.governance import Admissions, CallContext, Recorders
 from outcrop.core.governance.audit import AuditTrail
 from outcrop.core.governance.integrity import DigestSigner
 from outcrop.core.governance.invocation_log import InvocationLogger
+from outcrop.core.governance.metrics import Metrics, ModelLabels
+from outcrop.core.governance.quotas import QuotaService
+from outcrop.core.governance.usage import UsageLedger
 from outcrop.core.identity import IdentityService
 from outcrop.core.inference import InferenceService, ModelPool
 from outcrop.core.kms import KeyService
@@ -49,6 +52,9 @@ class Services:
     audit: AuditTrail
     signer: DigestSigner
     invocation_log: InvocationLogger
+    metrics: Metrics
+    usage: UsageLedger
+    quotas: QuotaService
 
     @classmethod
     def build(cls, settings: Settings, plugins: list[object] | None = None) -> Services:
@@ -68,14 +74,21 @@ class Services:
         signer = DigestSigner(sessions, settings.home / "audit-signing.key", settings.audit_digest_every_s)
         audit = AuditTrail(sessions, access, on_batch=signer.touched)
         invocation_log = InvocationLogger(sessions, keys, access, settings.home)
-        inference = InferenceService(settings, catalog, pool, recorder=Recorders(UsageRecorder(), invocation_log),
-                                     access=access)
+        models = ModelLabels.of(catalog)
+        metrics = Metrics(models, loaded_models=lambda: len(pool.engines))
+        usage = UsageLedger(sessions, access, models)
+        quotas = QuotaService(sessions, access)
+        # quotas first: only admitted calls count as in flight
+        inference = InferenceService(settings, catalog, pool, recorder=Recorders(metrics, usage, invocation_log),
+                                     access=access, admission=Admissions(quotas, metrics))
         return cls(settings, catalog, inference, identity, access, accounts, PoliciesService(accounts, access), keys,
                    FileService(keys, BlobStore(settings.home / "blobs"), access),
-                   AuthThrottle(settings.auth_failures_per_minute), audit, signer, invocation_log)
+                   AuthThrottle(settings.auth_failures_per_minute), audit, signer, invocation_log, metrics, usage,
+                   quotas)
 
     def close(self) -> None:
         self.invocation_log.flush()
+        self.usage.close()
         self.audit.close()
         self.signer.sign_pending()
         self.inference.pool.close()

@@ -31,7 +31,7 @@ def trail(who: Principal, **filters: str) -> list[dict]:
             return events
 
 
-def test_every_operation_emits_exactly_one_event(world):
+def test_every_operation_emits_exactly_one_event(world):  # noqa: F811 - the fixture imported above
     """The route table walked by a principal with no policy: each call is one AccessDenied event."""
     tag = f"audit-walk-{uuid.uuid4().hex[:8]}"
     names = world["names"]

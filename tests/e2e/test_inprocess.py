@@ -14,6 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import EventStreamError
 
 from outcrop import modelpacks
+from outcrop.core.governance import CallContext
 from outcrop.server.app import create_app
 from outcrop.server.deps import Services
 from outcrop.settings import Settings
@@ -115,12 +116,20 @@ def test_missing_default_pack_falls_back_to_smollm2_loudly(inproc, caplog):
 
 def test_every_call_passes_the_governance_hook(inproc):
     services, rt, _, creds = inproc
-    before = dict(services.inference.recorder.totals.get((creds.account_id, "test.scripted-v1:0"), {}))
+    local = CallContext(None, "GetUsage")
+
+    def usage() -> dict[str, dict[str, int]]:
+        rows = services.usage.usage(local, group_by=("model",), account_id=creds.account_id)
+        return {row["ModelId"]: row for row in rows}
+
+    before = usage().get("test.scripted-v1:0", {})
     reply = rt.converse(modelId="test.scripted-v1:0", messages=MSG)
     assert reply["output"]["message"]["content"][0]["text"] == "Hello there friend"
     with pytest.raises(EventStreamError):
         list(rt.converse_stream(modelId="test.crashing-v1:0", messages=MSG)["stream"])
-    after = services.inference.recorder.totals[(creds.account_id, "test.scripted-v1:0")]
-    assert after["invocations"] == before.get("invocations", 0) + 1
-    assert after["output_tokens"] == before.get("output_tokens", 0) + 3
-    assert services.inference.recorder.totals[(creds.account_id, "test.crashing-v1:0")]["errors"] >= 1
+    after = usage()
+    assert after["test.scripted-v1:0"]["Invocations"] == before.get("Invocations", 0) + 1
+    assert after["test.scripted-v1:0"]["OutputTokens"] == before.get("OutputTokens", 0) + 3
+    assert after["test.crashing-v1:0"]["Errors"] >= 1
+    crashed = {"ModelId": "test.crashing-v1:0", "Operation": "ConverseStream"}
+    assert services.metrics.registry.get_sample_value("InvocationServerErrors_total", crashed) >= 1

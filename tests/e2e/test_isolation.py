@@ -86,6 +86,17 @@ OPERATIONS: list[tuple[str, str, str, Any, str]] = [
     ("LookupEvents", "CLOUDTRAIL", "LookupEvents", {"MaxResults": 50}, "trail"),
     ("LookupEvents", "GET", "/outcrop/v1/audit/events?MaxResults=50", None, "trail"),
     ("VerifyTrail", "POST", "/outcrop/v1/audit/verify", None, "own"),
+    ("PutModelInvocationLoggingConfiguration", "PUT", "/logging/modelinvocations", {"loggingConfig": {
+        "cloudWatchConfig": {"logGroupName": "b", "roleArn": "arn:aws:iam::1:role/x"}}}, "own"),
+    ("GetModelInvocationLoggingConfiguration", "GET", "/logging/modelinvocations", None, "own"),
+    ("ListInvocationLogs", "GET", "/outcrop/v1/invocation-logs", None, "own"),
+    ("DeleteModelInvocationLoggingConfiguration", "DELETE", "/logging/modelinvocations", None, "own"),
+    ("PutQuota", "PUT", "/outcrop/v1/quotas/{account}/anthropic.claude-3-haiku-20240307-v1:0", {"RequestsPerMinute": 1}, "operator"),
+    ("ListQuotas", "GET", "/outcrop/v1/quotas", None, "own"),
+    ("ListQuotas", "GET", "/outcrop/v1/quotas?AccountId={account}", None, "foreign"),
+    ("DeleteQuota", "DELETE", "/outcrop/v1/quotas/{account}/anthropic.claude-3-haiku-20240307-v1:0", None, "operator"),
+    ("GetUsage", "GET", "/outcrop/v1/usage", None, "own"),
+    ("GetUsage", "GET", "/outcrop/v1/usage?AccountId={account}", None, "operator"),
 ]
 IDS = [f"{op}:{method}:{path}" for op, method, path, _, _ in OPERATIONS]
 
