@@ -20,6 +20,10 @@ def make_engine(url: str) -> Engine:
         def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            # With WAL, NORMAL syncs at checkpoints rather than every commit: still never corrupt, and a crash
+            # of the process loses nothing; a power cut may lose the last commits. Per-call writes (quota
+            # counters) cost ~3 ms each with FULL on this machine's disk, ~0.2 ms with NORMAL.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA secure_delete=ON")  # deleted rows (shredded keys) are zeroed, not left in free pages
