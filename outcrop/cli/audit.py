@@ -84,6 +84,18 @@ def verify(account: str = typer.Option(None, "--account", help="one account (def
     print(f"audit trail intact: {checked} records verified")
 
 
+@app.command("prune")
+def prune_trail(older_than: str = typer.Option(..., "--older-than", help="e.g. 90d")) -> None:
+    """Retention: drop records older than this; a signed digest anchors what remains, so it still verifies."""
+    from outcrop.core.governance.integrity import prune
+
+    with friendly_errors():
+        svc = _services()
+        svc.audit.close()
+        removed = prune(svc.audit.sessions, svc.signer, since_time(older_than) or datetime.now(UTC))
+    print(f"{removed} records older than {older_than} removed")
+
+
 @app.command("export")
 def export(since: str = typer.Option(None), out: Path = typer.Option(None, help="folder (default <home>/exports)"),
            account: str = ACCOUNT) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 
@@ -14,7 +15,7 @@ from outcrop.core.crypto import MasterKeyring
 from outcrop.core.files import FileService
 from outcrop.core.governance import Admissions, CallContext, Recorders
 from outcrop.core.governance.audit import AuditTrail
-from outcrop.core.governance.integrity import DigestSigner
+from outcrop.core.governance.integrity import DigestSigner, prune
 from outcrop.core.governance.invocation_log import InvocationLogger
 from outcrop.core.governance.metrics import Metrics, ModelLabels
 from outcrop.core.governance.quotas import QuotaService
@@ -73,6 +74,8 @@ class Services:
         pool = ModelPool(settings, engine_classes(plugin_manager(plugins)))
         signer = DigestSigner(sessions, settings.home / "audit-signing.key", settings.audit_digest_every_s)
         audit = AuditTrail(sessions, access, on_batch=signer.touched)
+        if settings.audit_retention_days:
+            prune(sessions, signer, datetime.now(UTC) - timedelta(days=settings.audit_retention_days))
         invocation_log = InvocationLogger(sessions, keys, access, settings.home)
         models = ModelLabels.of(catalog)
         metrics = Metrics(models, loaded_models=lambda: len(pool.engines))

@@ -150,3 +150,24 @@ def test_cli_lookup_and_verify_on_the_live_trail(server):
     assert verify.returncode == 0 and "intact" in verify.stdout, verify.stderr + verify.stdout
     native = operator(server).ok("POST", "/outcrop/v1/audit/verify")
     assert native["Valid"] and native["RecordsChecked"] > 0
+
+
+def test_request_id_on_every_response_matches_the_audit_event(server):
+    import httpx
+
+    admin = operator(server)
+    ok = admin.call("GET", "/outcrop/v1/account")
+    bad = admin.call("GET", "/outcrop/v1/users/no-such-user-here")
+    health = httpx.get(f"{server.endpoint}/healthz")
+    for response in (ok, bad, health):
+        assert len(response.headers["x-amzn-RequestId"]) == 36
+    assert ok.headers["x-amzn-RequestId"] != bad.headers["x-amzn-RequestId"]
+    events = {e["requestID"]: e for e in trail(admin, EventName="GetUser")}
+    assert events[bad.headers["x-amzn-RequestId"]]["errorCode"] == "ResourceNotFoundException"
+
+
+def test_server_logs_are_json_lines(server):
+    lines = [line for line in (server.home / "server.log").read_text().splitlines() if line.startswith("{")]
+    assert lines, "no structured log lines"
+    entry = json.loads(lines[0])
+    assert {"time", "level", "logger", "message"} <= set(entry)

@@ -136,3 +136,31 @@ def test_verify_cli_names_an_edited_record(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "outcrop", "audit", "verify"], env=env, capture_output=True,
                          text=True)
     assert bad.returncode == 1 and "record #2" in bad.stderr and "edited" in bad.stderr
+
+
+def test_retention_keeps_the_rest_verifiable(svc):
+    from outcrop.core.governance.integrity import prune
+
+    record_calls(svc, 6)  # event times: 6 s ago .. 1 s ago
+    assert prune(svc.audit.sessions, svc.signer, datetime.now(UTC) - timedelta(seconds=3, milliseconds=500)) == 3
+    assert [r.seq for r in rows(svc)] == [4, 5, 6]
+    assert verify(svc.audit.sessions, svc.signer.key.public_key()) == (3, [])
+    with svc.audit.sessions.begin() as session:  # removing one more beyond the anchor is still caught
+        session.execute(text("DELETE FROM audit_events WHERE seq = 4"))
+    _, findings = verify(svc.audit.sessions, svc.signer.key.public_key())
+    assert any("deleted" in str(f) for f in findings)
+
+
+def test_json_log_lines_carry_the_request_id():
+    import logging
+
+    from outcrop.server.logs import REQUEST_ID, JsonFormatter
+
+    record = logging.LogRecord("outcrop.test", logging.WARNING, __file__, 1, "model %s failed", ("m",), None)
+    token = REQUEST_ID.set("0b5e4f7e-1111-4222-8333-444455556666")
+    try:
+        entry = json.loads(JsonFormatter().format(record))
+    finally:
+        REQUEST_ID.reset(token)
+    assert entry["requestId"] == "0b5e4f7e-1111-4222-8333-444455556666"
+    assert entry["message"] == "model m failed" and entry["level"] == "warning"

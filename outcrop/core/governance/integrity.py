@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from outcrop.core.access import AccessService
@@ -89,10 +89,13 @@ class DigestSigner:
         account = None if caller is None or caller.is_operator else caller.account_id
         return verify(self.sessions, self.key.public_key(), account)
 
-    def sign(self, account_id: str) -> AuditDigest | None:
+    def sign(self, account_id: str, upto: int | None = None) -> AuditDigest | None:
+        """Sign the chain head (or record #`upto`)."""
         with self.sessions.begin() as session:
-            head = session.execute(select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.account_id == account_id)
-                                   .order_by(AuditEvent.seq.desc()).limit(1)).first()
+            query = select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.account_id == account_id)
+            if upto is not None:
+                query = query.where(AuditEvent.seq <= upto)
+            head = session.execute(query.order_by(AuditEvent.seq.desc()).limit(1)).first()
             if head is None:
                 return None
             now = datetime.now(UTC).replace(microsecond=0)
@@ -124,14 +127,55 @@ def verify(sessions: sessionmaker[Session], public_key, account_id: str | None =
             events = list(session.scalars(select(AuditEvent).where(AuditEvent.account_id == account)
                                           .order_by(AuditEvent.seq)))
             digests = list(session.scalars(select(AuditDigest).where(AuditDigest.account_id == account)))
+            anchor = _anchor(account, events, digests, public_key)
             checked += len(events)
-            findings += _walk(account, events) + _check_digests(account, events, digests, public_key)
+            findings += _walk(account, events, anchor) + _check_digests(account, events, digests, public_key, anchor)
     return checked, findings
 
 
-def _walk(account: str, events: list[AuditEvent]) -> list[Finding]:
+def _anchor(account: str, events: list[AuditEvent], digests: list[AuditDigest], public_key) -> AuditDigest | None:  # type: ignore[no-untyped-def]
+    """Where a pruned chain starts: a validly signed digest of the record just before the first one kept."""
+    from cryptography.exceptions import InvalidSignature
+
+    if not events or events[0].seq == 1:
+        return None
+    for digest in digests:
+        if digest.seq == events[0].seq - 1 and digest.hash == events[0].prev_hash:
+            created = digest.created_at.replace(tzinfo=digest.created_at.tzinfo or UTC)
+            try:
+                public_key.verify(digest.signature, digest_message(account, digest.seq, digest.hash, created))
+            except InvalidSignature:
+                return None
+            return digest
+    return None
+
+
+def prune(sessions: sessionmaker[Session], signer: DigestSigner, before: datetime) -> int:
+    """Retention: drop each account's records older than `before`, first signing a digest of the last one
+    dropped, so what remains still verifies from that anchor (and a removal beyond it is still caught)."""
+    removed = 0
+    with sessions() as session:
+        accounts = list(session.scalars(select(AuditEvent.account_id).distinct()))
+    for account in accounts:
+        with sessions.begin() as session:
+            last = session.execute(select(AuditEvent.seq).where(AuditEvent.account_id == account,
+                                                                AuditEvent.event_time < before)
+                                   .order_by(AuditEvent.seq.desc()).limit(1)).scalar()
+        if last is None:
+            continue
+        anchor = signer.sign(account, upto=last)
+        assert anchor is not None
+        with sessions.begin() as session:
+            removed += session.execute(delete(AuditEvent).where(AuditEvent.account_id == account,
+                                                                AuditEvent.seq <= last)).rowcount or 0  # type: ignore[attr-defined]
+            session.execute(delete(AuditDigest).where(AuditDigest.account_id == account, AuditDigest.seq < last))
+    return removed
+
+
+def _walk(account: str, events: list[AuditEvent], anchor: AuditDigest | None = None) -> list[Finding]:
+    """`anchor`: the verified digest of the last record removed by retention; the chain resumes after it."""
     findings = []
-    prev_hash, expected_seq = GENESIS, 1
+    prev_hash, expected_seq = (anchor.hash, anchor.seq + 1) if anchor is not None else (GENESIS, 1)
     for event in events:
         if event.seq != expected_seq:  # a gap: records between were removed
             findings.append(Finding(account, expected_seq, None, f"deleted (records #{expected_seq}..#{event.seq - 1} "
@@ -145,12 +189,15 @@ def _walk(account: str, events: list[AuditEvent]) -> list[Finding]:
     return findings
 
 
-def _check_digests(account: str, events: list[AuditEvent], digests: list[AuditDigest], public_key) -> list[Finding]:  # type: ignore[no-untyped-def]
+def _check_digests(account: str, events: list[AuditEvent], digests: list[AuditDigest], public_key,  # type: ignore[no-untyped-def]
+                   anchor: AuditDigest | None = None) -> list[Finding]:
     from cryptography.exceptions import InvalidSignature
 
     by_seq = {e.seq: e for e in events}
     findings = []
     for digest in digests:
+        if anchor is not None and digest.id == anchor.id:
+            continue  # its record was removed by retention, on purpose; the anchor was verified above
         created = digest.created_at.replace(tzinfo=digest.created_at.tzinfo or UTC)
         try:
             public_key.verify(digest.signature, digest_message(account, digest.seq, digest.hash, created))
