@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(20, ge=1, description="failed authentications per source or key before throttling")
     log_level: str = "info"
     log_format: str = Field("json", pattern="^(json|text)$", description="json: one object a line, with the request ID")
+    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP collector (e.g. http://127.0.0.1:4318): request traces")
     audit_retention_days: int = Field(0, ge=0, description="drop audit records older than this at start-up; 0 = keep all")
     audit_digest_every_s: float = Field(300.0, gt=0, description="sign each account's audit chain head this often")
 
