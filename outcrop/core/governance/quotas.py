@@ -69,6 +69,7 @@ class QuotaService:
         self._limits = self._load()
         self._tickets: dict[int, _Ticket] = {}  # id(invocation) → its ticket; the invocation lives until release
         self._lock = threading.Lock()
+        self._reload = threading.Lock()
         self._swept = float("-inf")
 
     # -- the Admission hook ------------------------------------------------------------------------
@@ -104,8 +105,9 @@ class QuotaService:
 
     def _applicable(self, account_id: str, model_id: str) -> tuple[Limit | None, str]:
         """The limit for this call, found in memory: this runs before every model call."""
-        if self.generation.changed():
-            self._limits = self._load()
+        with self._reload:  # check and reload as one step: no thread may see "unchanged" with the old limits
+            if self.generation.changed():
+                self._limits = self._load()
         models = self._limits.get(account_id)
         if not models:
             return None, ""
