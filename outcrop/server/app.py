@@ -54,6 +54,13 @@ _SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
 ]
+_KEEP_LIMIT = 64 * 1024
+
+
+def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(k.lower() == b"content-type" and b"json" in v for k, v in headers)
+
+
 _SECURITY_HEADERS_TLS = [*_SECURITY_HEADERS, (b"strict-transport-security", b"max-age=31536000")]
 
 
@@ -81,18 +88,34 @@ class Guard:
         extra = [*(_SECURITY_HEADERS_TLS if scope.get("scheme") == "https" else _SECURITY_HEADERS),
                  (b"x-amzn-requestid", rid.encode())]
 
+        writes = scope["method"] not in ("GET", "HEAD")
+        kept: list[bytes] = []  # a write's JSON answer, for the audit event's responseElements (IDs only)
+        audited = False
+
+        def audit() -> None:
+            nonlocal audited
+            if not audited and "outcrop.operation" in scope:
+                audited = True
+                self._audit(scope, started, rid, b"".join(kept) if writes else b"")
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = list(message.get("headers", [])) + extra
+                if writes and not _is_json(message["headers"]):
+                    kept.append(b"")  # a stream or a file: nothing to keep
+            elif message["type"] == "http.response.body":
+                if writes and kept != [b""] and sum(map(len, kept)) < _KEEP_LIMIT:
+                    kept.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    audit()  # before the client has the whole answer: a lookup it sends next will see the event
             await send(message)
 
         try:
             await self._guarded(scope, receive, send_with_headers)
         finally:
-            if "outcrop.operation" in scope:
-                self._audit(scope, started, rid)
+            audit()  # a call that ended without a complete answer
 
-    def _audit(self, scope: Scope, started: datetime, rid: str) -> None:
+    def _audit(self, scope: Scope, started: datetime, rid: str, answer: bytes) -> None:
         trail = self.trail()
         if trail is None:
             return
@@ -110,7 +133,7 @@ class Guard:
             region=self.region, request_id=rid,
             attempted_key=scope.get("outcrop.attempted_key"),
             error_code=error[0] if error else None, error_message=error[1] if error else None,
-            request_parameters=parameters or None))
+            request_parameters=parameters or None, response_body=answer if not error else b""))
 
     async def _guarded(self, scope: Scope, receive: Receive, send_with_headers: Send) -> None:
         if self.networks and not self._allowed(scope):

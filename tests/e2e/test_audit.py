@@ -171,3 +171,23 @@ def test_server_logs_are_json_lines(server):
     assert lines, "no structured log lines"
     entry = json.loads(lines[0])
     assert {"time", "level", "logger", "message"} <= set(entry)
+
+
+def test_response_elements_keep_ids_and_arns_never_secrets(server):
+    admin = operator(server)
+    admin.ok("GET", "/outcrop/v1/account")
+    name = f"elements-{uuid.uuid4().hex[:6]}"
+    created = admin.ok("POST", "/outcrop/v1/users", {"UserName": name})["User"]
+    key = admin.ok("POST", "/outcrop/v1/access-keys", {"UserName": name})["AccessKey"]
+    api = admin.ok("POST", "/outcrop/v1/api-keys", {"UserName": name})["ServiceSpecificCredential"]
+    events = trail(admin)
+    user_event = next(e for e in events if e["eventName"] == "CreateUser" and e["requestParameters"] is None
+                      and (e["responseElements"] or {}).get("User", {}).get("UserId") == created["UserId"])
+    assert user_event["responseElements"] == {"User": {"UserId": created["UserId"], "Arn": created["Arn"]}}
+    key_event = next(e for e in events if (e["responseElements"] or {}).get("AccessKey", {}).get("AccessKeyId")
+                     == key["AccessKeyId"])
+    assert key["SecretAccessKey"] not in json.dumps(key_event)
+    api_event = next(e for e in events if e["eventName"] == "CreateServiceSpecificCredential"
+                     and api["ServiceSpecificCredentialId"] in json.dumps(e))
+    assert api["ServiceApiKeyValue"] not in json.dumps(api_event)
+    assert next(e for e in events if e["eventName"] == "GetAccount")["responseElements"] is None  # reads: none

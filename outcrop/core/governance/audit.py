@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import queue
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -60,6 +61,7 @@ class Outcome:
     error_message: str | None = None
     request_parameters: dict[str, Any] | None = None
     response_elements: dict[str, Any] | None = None
+    response_body: bytes = b""  # a write's JSON answer; only its IDs and ARNs reach the event (off the request path)
 
 
 def event_record(outcome: Outcome, account_id: str, event_id: str) -> dict[str, Any]:
@@ -75,7 +77,7 @@ def event_record(outcome: Outcome, account_id: str, event_id: str) -> dict[str, 
         "sourceIPAddress": outcome.source_ip,
         "userAgent": outcome.user_agent,
         "requestParameters": outcome.request_parameters,
-        "responseElements": outcome.response_elements,
+        "responseElements": outcome.response_elements or response_ids(outcome.response_body),
         "requestID": outcome.request_id,
         "eventID": event_id,
         "readOnly": outcome.operation.startswith(_READ_PREFIXES) or outcome.operation in _INVOCATIONS,
@@ -88,6 +90,36 @@ def event_record(outcome: Outcome, account_id: str, event_id: str) -> dict[str, 
         record["errorCode"] = outcome.error_code
         record["errorMessage"] = outcome.error_message
     return record
+
+
+_ID_KEY = re.compile(r"(?:Id|Arn|ARN|^id)$")
+_NEVER = {"SecretAccessKey", "ServiceApiKeyValue"}
+
+
+def response_ids(body: bytes) -> dict[str, Any] | None:
+    """IDs and ARNs from a write's answer (two levels deep): never content, never secrets."""
+    if not body:
+        return None
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    found = _ids(value, 0)
+    return found or None
+
+
+def _ids(value: Any, depth: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not isinstance(value, dict) or depth > 2:
+        return out
+    for key, item in value.items():
+        if key in _NEVER:
+            continue
+        if isinstance(item, str) and _ID_KEY.search(key):
+            out[key] = item
+        elif isinstance(item, dict) and (nested := _ids(item, depth + 1)):
+            out[key] = nested
+    return out
 
 
 def _identity(caller: Caller | None, attempted_key: str | None, account_id: str) -> dict[str, Any]:
