@@ -91,6 +91,7 @@ class Services:
 
     def close(self) -> None:
         self.invocation_log.flush()
+        self.quotas.flush()
         self.usage.close()
         self.audit.close()
         self.signer.sign_pending()

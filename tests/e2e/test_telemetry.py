@@ -32,21 +32,25 @@ def test_request_spans_are_exported_over_otlp(tmp_path):
                                                          "OTEL_BSP_SCHEDULE_DELAY": "200"})
     try:
         assert operator(live).client("bedrock").list_foundation_models()["modelSummaries"]
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not Collector.received:
+        deadline = time.monotonic() + 30  # spans leave in batches: wait for the one with our request
+        while time.monotonic() < deadline and not any("/foundation-models" in n for n in exported()[1]):
             time.sleep(0.2)
     finally:
         stop_server(live)
         collector.shutdown()
+    services, names = exported()
+    assert {path for path, _ in Collector.received} == {"/v1/traces"}
+    assert services == {"outcrop"}
+    assert any("/foundation-models" in name for name in names), names
+
+
+def exported() -> tuple[set[str], list[str]]:
+    """The service names and span names received so far, parsed as OTLP."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-    assert {path for path, _ in Collector.received} == {"/v1/traces"}
-    services, spans = set(), []
-    for _, body in Collector.received:
-        export = ExportTraceServiceRequest.FromString(body)
-        for resource_spans in export.resource_spans:
+    services, names = set(), []
+    for _, body in list(Collector.received):
+        for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans:
             services |= {a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name"}
-            spans += [span for scope in resource_spans.scope_spans for span in scope.spans]
-    assert services == {"outcrop"}
-    names = [span.name for span in spans]
-    assert any("/foundation-models" in name for name in names), names
+            names += [span.name for scope in resource_spans.scope_spans for span in scope.spans]
+    return services, names

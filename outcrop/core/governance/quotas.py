@@ -70,6 +70,10 @@ class QuotaService:
         self._tickets: dict[int, _Ticket] = {}  # id(invocation) → its ticket; the invocation lives until release
         self._lock = threading.Lock()
         self._reload = threading.Lock()
+        self._unsettled: dict[tuple[str, str, int], int] = {}  # (account, model, minute) → tokens not yet written
+        self._settler: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._flush_lock = threading.Lock()
         self._swept = float("-inf")
 
     # -- the Admission hook ------------------------------------------------------------------------
@@ -86,22 +90,57 @@ class QuotaService:
         self._sweep_now_and_then()
 
     def release(self, invocation: Invocation) -> None:
-        """Adds the tokens the call used to this minute's count and ends its stream lease."""
+        """Adds the tokens the call used to this minute's count and ends its stream lease.
+
+        A stream's lease ends at once (the next stream may need the room); a whole answer's tokens are
+        added by a background thread, batched, off the request path — tokens/minute sees them within
+        ~LINGER_S, as Bedrock's own token quotas are settled after the fact."""
         ticket = self._tickets.pop(id(invocation), None)
         if ticket is None:
             return
         tokens = invocation.input_tokens + invocation.output_tokens
-        if not tokens and ticket.lease_id is None:
+        if ticket.lease_id is None:
+            if tokens:
+                self._settle(ticket, _window(self.clock()), tokens)
             return
         try:
             with self.sessions.begin() as session:
                 if tokens:
                     window = _window(self.clock())
                     session.execute(*_upsert(session, ticket.account_id, ticket.model_id, window, 0, tokens))
-                if ticket.lease_id is not None:
-                    session.execute(delete(QuotaLease).where(QuotaLease.id == ticket.lease_id))
+                session.execute(delete(QuotaLease).where(QuotaLease.id == ticket.lease_id))
         except Exception:  # the call already succeeded; an unreleased lease expires by itself
             log.exception("releasing the quota of %s on %s failed", ticket.account_id, ticket.model_id)
+
+    def _settle(self, ticket: _Ticket, window: int, tokens: int) -> None:
+        with self._lock:
+            key = (ticket.account_id, ticket.model_id, window)
+            self._unsettled[key] = self._unsettled.get(key, 0) + tokens
+            if self._settler is None:
+                self._settler = threading.Thread(target=self._settle_loop, name="outcrop-quota-tokens", daemon=True)
+                self._settler.start()
+        self._wake.set()
+
+    def _settle_loop(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(LINGER_S)  # gather a batch: one transaction for many calls
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the tokens released so far (the settler does it by itself; tests and shutdown call it)."""
+        with self._flush_lock:
+            with self._lock:
+                pending, self._unsettled = self._unsettled, {}
+                self._wake.clear()
+            if not pending:
+                return
+            try:
+                with self.sessions.begin() as session:
+                    for (account_id, model_id, window), tokens in pending.items():
+                        session.execute(*_upsert(session, account_id, model_id, window, 0, tokens))
+            except Exception:
+                log.exception("adding %d released token counts failed", len(pending))
 
     def _applicable(self, account_id: str, model_id: str) -> tuple[Limit | None, str]:
         """The limit for this call, found in memory: this runs before every model call."""
@@ -218,6 +257,7 @@ _UPSERT = text(
     'ON CONFLICT (account_id, model_id, "window") DO UPDATE SET requests = quota_usage.requests + :r, '
     "tokens = quota_usage.tokens + :t WHERE quota_usage.requests < :below RETURNING requests, tokens")
 _NO_CEILING = 2**62
+LINGER_S = 0.05
 
 
 def _upsert(session: Session, account_id: str, model_id: str, window: int, requests: int, tokens: int,
