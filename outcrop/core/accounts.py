@@ -175,20 +175,10 @@ class AccountsService:
 
     def list_access_keys(self, ctx: CallContext, user_name: str | None = None,
                          role_name: str | None = None) -> list[dict[str, Any]]:
-        caller = caller_of(ctx)
-        kind, name = owner_ref(ctx, user_name, role_name)
-        self.access.require(ctx, iam_arn(caller.account_id, kind, name))
-        with self.sessions() as session:
-            scope = AccountScope(session, caller.account_id)
-            owner = find_principal(scope, kind, name)
-            return [_access_key(k, owner) for k in scope.rows(AccessKey, AccessKey.principal_id == owner.id)]
+        return self._list_keys(ctx, AccessKey, _access_key, user_name, role_name)
 
     def update_access_key(self, ctx: CallContext, key_id: str, status: str) -> dict[str, Any]:
-        if status not in ("Active", "Inactive"):
-            raise Invalid("Status must be Active or Inactive")
-        with self._key(ctx, AccessKey, key_id) as (_, key, owner):
-            key.status = status
-            return _access_key(key, owner)
+        return self._set_status(ctx, AccessKey, _access_key, key_id, status)
 
     def delete_access_key(self, ctx: CallContext, key_id: str) -> None:
         with self._key(ctx, AccessKey, key_id, delete=True):
@@ -214,26 +204,34 @@ class AccountsService:
 
     def list_api_keys(self, ctx: CallContext, user_name: str | None = None,
                       role_name: str | None = None) -> list[dict[str, Any]]:
-        caller = caller_of(ctx)
-        kind, name = owner_ref(ctx, user_name, role_name)
-        self.access.require(ctx, iam_arn(caller.account_id, kind, name))
-        with self.sessions() as session:
-            scope = AccountScope(session, caller.account_id)
-            owner = find_principal(scope, kind, name)
-            return [_api_key(k, owner) for k in scope.rows(ApiKey, ApiKey.principal_id == owner.id)]
+        return self._list_keys(ctx, ApiKey, _api_key, user_name, role_name)
 
     def update_api_key(self, ctx: CallContext, key_id: str, status: str) -> dict[str, Any]:
-        if status not in ("Active", "Inactive"):
-            raise Invalid("Status must be Active or Inactive")
-        with self._key(ctx, ApiKey, key_id) as (_, key, owner):
-            key.status = status
-            return _api_key(key, owner)
+        return self._set_status(ctx, ApiKey, _api_key, key_id, status)
 
     def delete_api_key(self, ctx: CallContext, key_id: str) -> None:
         with self._key(ctx, ApiKey, key_id, delete=True):
             pass
 
     # -- helpers -------------------------------------------------------------------------------------
+
+    def _list_keys(self, ctx: CallContext, model: type[AccessKey] | type[ApiKey], render: Any,
+                   user_name: str | None, role_name: str | None) -> list[dict[str, Any]]:
+        caller = caller_of(ctx)
+        kind, name = owner_ref(ctx, user_name, role_name)
+        self.access.require(ctx, iam_arn(caller.account_id, kind, name))
+        with self.sessions() as session:
+            scope = AccountScope(session, caller.account_id)
+            owner = find_principal(scope, kind, name)
+            return [render(k, owner) for k in scope.rows(model, model.principal_id == owner.id)]
+
+    def _set_status(self, ctx: CallContext, model: type[AccessKey] | type[ApiKey], render: Any, key_id: str,
+                    status: str) -> dict[str, Any]:
+        if status not in ("Active", "Inactive"):
+            raise Invalid("Status must be Active or Inactive")
+        with self._key(ctx, model, key_id) as (_, key, owner):
+            key.status = status
+            return render(key, owner)  # type: ignore[no-any-return]
 
     @contextmanager
     def _key(self, ctx: CallContext, model: type[AccessKey] | type[ApiKey], key_id: str,
