@@ -22,7 +22,7 @@ from outcrop.core.access import AccessService
 from outcrop.core.cache import Generation
 from outcrop.core.catalog import normalize_model_id
 from outcrop.core.governance import CallContext, Invocation
-from outcrop.errors import Invalid, NotFound, Throttled
+from outcrop.errors import Invalid, NotFound, OutcropError, Throttled
 from outcrop.storage.repositories import Accounts
 from outcrop.storage.tables import QuotaLease, QuotaLimit, QuotaUsage
 
@@ -62,6 +62,9 @@ class QuotaService:
 
     def __init__(self, sessions: sessionmaker[Session], access: AccessService,
                  clock: Callable[[], float] = time.time, every: float = 1.0) -> None:
+        dialect = sessions.kw["bind"].dialect.name
+        if dialect not in ("sqlite", "postgresql"):  # checked once here, not on every admitted call
+            raise OutcropError(f"quotas need INSERT … ON CONFLICT … RETURNING: SQLite or PostgreSQL, not {dialect}")
         self.sessions = sessions
         self.access = access
         self.clock = clock
@@ -107,7 +110,7 @@ class QuotaService:
             with self.sessions.begin() as session:
                 if tokens:
                     window = _window(self.clock())
-                    session.execute(*_upsert(session, ticket.account_id, ticket.model_id, window, 0, tokens))
+                    session.execute(*_upsert(ticket.account_id, ticket.model_id, window, 0, tokens))
                 session.execute(delete(QuotaLease).where(QuotaLease.id == ticket.lease_id))
         except Exception:  # the call already succeeded; an unreleased lease expires by itself
             log.exception("releasing the quota of %s on %s failed", ticket.account_id, ticket.model_id)
@@ -138,7 +141,7 @@ class QuotaService:
             try:
                 with self.sessions.begin() as session:
                     for (account_id, model_id, window), tokens in pending.items():
-                        session.execute(*_upsert(session, account_id, model_id, window, 0, tokens))
+                        session.execute(*_upsert(account_id, model_id, window, 0, tokens))
             except Exception:
                 log.exception("adding %d released token counts failed", len(pending))
 
@@ -162,7 +165,7 @@ class QuotaService:
             # before anything is read (on PostgreSQL, the counter row's lock), so admissions from every
             # process run one at a time; a refusal below rolls the count back. At the limit the row is not
             # updated and nothing is returned.
-            counted = session.execute(*_upsert(session, account_id, model, _window(now), 1, 0,
+            counted = session.execute(*_upsert(account_id, model, _window(now), 1, 0,
                                               below=limit.requests_per_minute)).first()
             if counted is None:
                 raise _refused(f"{limit.requests_per_minute} requests per minute", model)
@@ -260,12 +263,10 @@ _NO_CEILING = 2**62
 LINGER_S = 0.05
 
 
-def _upsert(session: Session, account_id: str, model_id: str, window: int, requests: int, tokens: int,
+def _upsert(account_id: str, model_id: str, window: int, requests: int, tokens: int,
             below: int | None = None) -> tuple[Any, dict[str, Any]]:
     """The statement and parameters that add to one minute's counters atomically; with `below`, only while
     requests stay under it."""
-    if session.get_bind().dialect.name not in ("sqlite", "postgresql"):
-        raise NotImplementedError("quotas need INSERT … ON CONFLICT … RETURNING (SQLite or PostgreSQL)")
     return _UPSERT, {"a": account_id, "m": model_id, "w": window, "r": requests, "t": tokens,
                      "below": below if below is not None else _NO_CEILING}
 
