@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP collector (e.g. http://127.0.0.1:4318): request traces")
     audit_retention_days: int = Field(0, ge=0, description="drop audit records older than this at start-up; 0 = keep all")
     audit_digest_every_s: float = Field(300.0, gt=0, description="sign each account's audit chain head this often")
+    file_roots: list[Path] = Field(default_factory=list, description="directories file:// URIs may name (data sources, batch input); always includes <home>/files")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint for s3:// URIs (MinIO, Ceph, moto...)")
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    kb_max_document_bytes: int = Field(50 * 1024 * 1024, ge=1, description="a larger source document fails its ingestion with a reason")
+    kb_embed_batch: int = Field(64, ge=1, le=4096, description="chunks embedded per batch during ingestion")
+    reranker_model_path: Path | None = Field(None, description="a sentence-transformers CrossEncoder folder; Rerank uses it instead of embedding similarity")
 
     @classmethod
     def settings_customise_sources(
@@ -105,6 +113,10 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return f"sqlite:///{self.home / 'outcrop.db'}"
+
+    @property
+    def allowed_file_roots(self) -> list[Path]:
+        return [self.home / "files", *(p.expanduser().resolve() for p in self.file_roots)]
 
     @property
     def effective_threads(self) -> int:

@@ -71,6 +71,20 @@ OPERATIONS: dict[str, str] = {
     "GetModelInvocationLoggingConfiguration": "bedrock:GetModelInvocationLoggingConfiguration",
     "DeleteModelInvocationLoggingConfiguration": "bedrock:DeleteModelInvocationLoggingConfiguration",
     "ListInvocationLogs": "bedrock:ListInvocationLogs",
+    # knowledge bases (bedrock-agent) and retrieval (bedrock-agent-runtime); data-source actions name the KB
+    "CreateKnowledgeBase": "bedrock:CreateKnowledgeBase", "GetKnowledgeBase": "bedrock:GetKnowledgeBase",
+    "ListKnowledgeBases": "bedrock:ListKnowledgeBases", "UpdateKnowledgeBase": "bedrock:UpdateKnowledgeBase",
+    "DeleteKnowledgeBase": "bedrock:DeleteKnowledgeBase", "CreateDataSource": "bedrock:CreateDataSource",
+    "GetDataSource": "bedrock:GetDataSource", "ListDataSources": "bedrock:ListDataSources",
+    "UpdateDataSource": "bedrock:UpdateDataSource", "DeleteDataSource": "bedrock:DeleteDataSource",
+    "StartIngestionJob": "bedrock:StartIngestionJob", "GetIngestionJob": "bedrock:GetIngestionJob",
+    "ListIngestionJobs": "bedrock:ListIngestionJobs", "StopIngestionJob": "bedrock:StopIngestionJob",
+    "IngestKnowledgeBaseDocuments": "bedrock:IngestKnowledgeBaseDocuments",
+    "GetKnowledgeBaseDocuments": "bedrock:GetKnowledgeBaseDocuments",
+    "ListKnowledgeBaseDocuments": "bedrock:ListKnowledgeBaseDocuments",
+    "DeleteKnowledgeBaseDocuments": "bedrock:DeleteKnowledgeBaseDocuments", "Retrieve": "bedrock:Retrieve",
+    "RetrieveAndGenerate": "bedrock:RetrieveAndGenerate", "Rerank": "bedrock:Rerank",
+    "RetrieveAndGenerateStream": "bedrock:RetrieveAndGenerate",
 }
 # Role and user variants of the attach family share one route; the action follows the principal kind.
 _ROLE_ACTIONS = {"iam:AttachUserPolicy": "iam:AttachRolePolicy", "iam:DetachUserPolicy": "iam:DetachRolePolicy",

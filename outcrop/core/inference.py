@@ -47,17 +47,26 @@ class ModelPool:
         self.settings = settings
         self.engine_classes = engine_classes
         self.engines: dict[str, Engine] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
         self.fallbacks: dict[str, str] = {}
 
     async def get(self, spec: ModelSpec, catalog: Catalog) -> Engine:
         engine = self.engines.get(spec.model_id)
         if engine is not None:
             return engine
-        lock = self._locks.setdefault(spec.model_id, asyncio.Lock())
-        async with lock:
+        return await asyncio.to_thread(self.get_blocking, spec, catalog)
+
+    def get_blocking(self, spec: ModelSpec, catalog: Catalog) -> Engine:
+        """The engine, loaded once even when requests and background jobs ask for it at the same time."""
+        engine = self.engines.get(spec.model_id)
+        if engine is not None:
+            return engine
+        with self._guard:
+            lock = self._locks.setdefault(spec.model_id, threading.Lock())
+        with lock:
             if spec.model_id not in self.engines:
-                self.engines[spec.model_id] = await asyncio.to_thread(self.load, spec, catalog)
+                self.engines[spec.model_id] = self.load(spec, catalog)
             return self.engines[spec.model_id]
 
     def load(self, spec: ModelSpec, catalog: Catalog) -> Engine:

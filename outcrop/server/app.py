@@ -19,7 +19,7 @@ from outcrop.core.governance.audit import AuditTrail, Outcome
 from outcrop.errors import AccessDenied, Invalid, NotFound, OutcropError, PayloadTooLarge
 from outcrop.ids import request_id
 from outcrop.server import awsjson, deps, observability
-from outcrop.server.bedrock import routes_control, routes_runtime
+from outcrop.server.bedrock import routes_agent, routes_agent_runtime, routes_control, routes_runtime
 from outcrop.server.bedrock import wire as bedrock_wire
 from outcrop.server.logs import REQUEST_ID
 from outcrop.server.native import audit as native_audit
@@ -44,7 +44,10 @@ def render_error(request: Request, exc: Exception) -> Response:
         return openai_wire.error_response(exc)
     if awsjson.is_awsjson(request):
         return awsjson.error_response(request, exc)
-    return bedrock_wire.error_response(exc)
+    return bedrock_wire.error_response(exc, agent=path.startswith(_AGENT_PATHS))
+
+
+_AGENT_PATHS = ("/knowledgebases", "/retrieveAndGenerate", "/rerank")  # bedrock-agent(-runtime): Conflict is 409
 
 
 _SECURITY_HEADERS = [
@@ -234,6 +237,8 @@ def create_app(settings: Settings, services: deps.Services | None = None, plugin
 
     app.include_router(routes_runtime.router)
     app.include_router(routes_control.router)
+    app.include_router(routes_agent.router)
+    app.include_router(routes_agent_runtime.router)
     app.include_router(openai_routes.router)
     app.include_router(openai_files.router)
     app.include_router(native_routes.router)

@@ -22,10 +22,13 @@ from outcrop.core.governance.quotas import QuotaService
 from outcrop.core.governance.usage import UsageLedger
 from outcrop.core.identity import IdentityService
 from outcrop.core.inference import InferenceService, ModelPool
+from outcrop.core.jobs import JobService
 from outcrop.core.kms import KeyService
+from outcrop.core.knowledge import parsing
+from outcrop.core.knowledge.service import Knowledge
 from outcrop.core.policies import PoliciesService
 from outcrop.ids import request_id
-from outcrop.plugins import engine_classes, plugin_manager
+from outcrop.plugins import engine_classes, parsers, plugin_manager, vector_stores
 from outcrop.server.auth import AuthThrottle, attempted_key, authenticate
 from outcrop.settings import Settings
 from outcrop.storage.blobs import BlobStore
@@ -56,6 +59,8 @@ class Services:
     metrics: Metrics
     usage: UsageLedger
     quotas: QuotaService
+    jobs: JobService
+    knowledge: Knowledge
 
     @classmethod
     def build(cls, settings: Settings, plugins: list[object] | None = None) -> Services:
@@ -71,7 +76,9 @@ class Services:
         keys = KeyService(sessions, identity.master, access, settings.region)
         keys.purge_due()
         catalog = Catalog.load(settings)
-        pool = ModelPool(settings, engine_classes(plugin_manager(plugins)))
+        pm = plugin_manager(plugins)
+        pool = ModelPool(settings, engine_classes(pm))
+        parsing.PARSERS.update(parsers(pm))
         signer = DigestSigner(sessions, settings.home / "audit-signing.key", settings.audit_digest_every_s)
         audit = AuditTrail(sessions, access, on_batch=signer.touched)
         if settings.audit_retention_days:
@@ -84,12 +91,17 @@ class Services:
         # quotas first: only admitted calls count as in flight
         inference = InferenceService(settings, catalog, pool, recorder=Recorders(metrics, usage, invocation_log),
                                      access=access, admission=Admissions(quotas, metrics))
+        blobs = BlobStore(settings.home / "blobs")
+        jobs = JobService(sessions)
+        knowledge = Knowledge.build(settings, sessions, access, keys, inference, blobs, jobs, vector_stores(pm))
+        jobs.start()
         return cls(settings, catalog, inference, identity, access, accounts, PoliciesService(accounts, access), keys,
-                   FileService(keys, BlobStore(settings.home / "blobs"), access),
-                   AuthThrottle(settings.auth_failures_per_minute), audit, signer, invocation_log, metrics, usage,
-                   quotas)
+                   FileService(keys, blobs, access), AuthThrottle(settings.auth_failures_per_minute), audit, signer,
+                   invocation_log, metrics, usage, quotas, jobs, knowledge)
 
     def close(self) -> None:
+        self.jobs.close()
+        self.knowledge.close()
         self.invocation_log.flush()
         self.quotas.flush()
         self.usage.close()

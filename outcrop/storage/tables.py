@@ -229,3 +229,104 @@ class UsageDaily(Base):
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     errors: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Job(Base):
+    """Long work (DESIGN.md §5): queued → running → completed | failed | stopping → stopped."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)  # ingestion | ...
+    target: Mapped[str] = mapped_column(String(256), index=True)  # what it works on, e.g. "<kb>/<data source>"
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    progress: Mapped[str] = mapped_column(Text, default="{}")  # JSON statistics
+    failure: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class KnowledgeBase(Base):
+    __tablename__ = "knowledge_bases"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(10), primary_key=True)  # Bedrock-style: 10 upper-case alphanumerics
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    role_arn: Mapped[str] = mapped_column(String(2048))
+    configuration: Mapped[str] = mapped_column(Text)  # knowledgeBaseConfiguration (JSON)
+    storage: Mapped[str | None] = mapped_column(Text, nullable=True)  # storageConfiguration (JSON) or None
+    store: Mapped[str] = mapped_column(String(32))  # the vector store plugin holding the index
+    dimension: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)  # bumped with every committed index change
+    salt: Mapped[bytes] = mapped_column(LargeBinary)  # keys the document digests below
+    status: Mapped[str] = mapped_column(String(24))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DataSource(Base):
+    __tablename__ = "kb_data_sources"
+    __table_args__ = (UniqueConstraint("knowledge_base_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(10), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    knowledge_base_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    configuration: Mapped[str] = mapped_column(Text)  # dataSourceConfiguration (JSON)
+    ingestion: Mapped[str] = mapped_column(Text)  # vectorIngestionConfiguration (JSON, chunking validated)
+    deletion_policy: Mapped[str] = mapped_column(String(8))  # RETAIN | DELETE
+    status: Mapped[str] = mapped_column(String(24))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class KbDocument(Base):
+    """One source document of a data source: its (sealed) URI, a keyed digest of what was indexed, its status."""
+
+    __tablename__ = "kb_documents"
+    __table_args__ = (UniqueConstraint("data_source_id", "uri_digest"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    knowledge_base_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id"), index=True)
+    data_source_id: Mapped[str] = mapped_column(ForeignKey("kb_data_sources.id"), index=True)
+    uri_digest: Mapped[str] = mapped_column(String(64))
+    uri_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    content_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(24))  # INDEXED | FAILED | DELETING ...
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class KbChunk(Base):
+    """One indexed chunk: its text, metadata and vector, sealed. The row ID is the vector's ID in the index."""
+
+    __tablename__ = "kb_chunks"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    knowledge_base_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id"), index=True)
+    document_id: Mapped[str] = mapped_column(ForeignKey("kb_documents.id"), index=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)  # JSON: text, parent, page, metadata
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # sealed float32
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RagSession(Base):
+    """A RetrieveAndGenerate conversation (sessionId), sealed."""
+
+    __tablename__ = "rag_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

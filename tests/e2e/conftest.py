@@ -89,9 +89,38 @@ def stop_server(server: LiveServer) -> None:
         server.process.kill()
 
 
+@dataclass
+class S3Server:
+    endpoint: str
+
+    def client(self):  # type: ignore[no-untyped-def]
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                            aws_secret_access_key="testing")
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    live = start_server(tmp_path_factory.mktemp("outcrop-home"), free_port())
+def s3_server():  # type: ignore[no-untyped-def]
+    """An S3-compatible server on loopback (moto's server mode): the endpoint of the S3 data sources."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    yield S3Server(f"http://127.0.0.1:{port}")
+    moto.stop()
+
+
+@pytest.fixture(scope="session")
+def file_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory the server may read file:// data sources from (OUTCROP_FILE_ROOTS)."""
+    return tmp_path_factory.mktemp("file-root")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server, file_root: Path):  # type: ignore[no-untyped-def]
+    live = start_server(tmp_path_factory.mktemp("outcrop-home"), free_port(), {
+        "OUTCROP_S3_ENDPOINT_URL": s3_server.endpoint, "OUTCROP_S3_ACCESS_KEY_ID": "testing",
+        "OUTCROP_S3_SECRET_ACCESS_KEY": "testing", "OUTCROP_FILE_ROOTS": json.dumps([str(file_root)])})
     yield live
     stop_server(live)
 

@@ -20,6 +20,10 @@ from tests.e2e.iam import MANAGED, Principal, new_account
 CHAT = "anthropic.claude-3-haiku-20240307-v1%3A0"
 EMBED = "amazon.titan-embed-text-v2%3A0"
 MSGS = [{"role": "user", "content": [{"text": "hi"}]}]
+ROLE = "arn:aws:iam::123456789012:role/kb"
+KB_CONFIG = {"type": "VECTOR", "vectorKnowledgeBaseConfiguration": {"embeddingModelArn": "amazon.titan-embed-text-v2:0"}}
+KB_DOC_ID = {"dataSourceType": "CUSTOM", "custom": {"id": "a-doc"}}
+KB_DOC = {"content": {"dataSourceType": "CUSTOM", "custom": {"customDocumentIdentifier": {"id": "a-doc"}, "sourceType": "IN_LINE", "inlineContent": {"type": "TEXT", "textContent": {"data": "Tenant A's launch code is 7731."}}}}}
 
 # (operation, method, path, body, how account B's admin fares on account A's resources)
 #   shared:   not a tenant resource (the model catalog): B may use it
@@ -97,6 +101,29 @@ OPERATIONS: list[tuple[str, str, str, Any, str]] = [
     ("DeleteQuota", "DELETE", "/outcrop/v1/quotas/{account}/anthropic.claude-3-haiku-20240307-v1:0", None, "operator"),
     ("GetUsage", "GET", "/outcrop/v1/usage", None, "own"),
     ("GetUsage", "GET", "/outcrop/v1/usage?AccountId={account}", None, "operator"),
+    # knowledge bases: B's admin is told A's do not exist; B's own never show A's
+    ("CreateKnowledgeBase", "PUT", "/knowledgebases/", {"name": "{new}", "roleArn": ROLE, "knowledgeBaseConfiguration": KB_CONFIG}, "own"),
+    ("ListKnowledgeBases", "POST", "/knowledgebases/", {}, "own"),
+    ("GetKnowledgeBase", "GET", "/knowledgebases/{kb}", None, "foreign"),
+    ("UpdateKnowledgeBase", "PUT", "/knowledgebases/{kb}", {"name": "stolen", "roleArn": ROLE, "knowledgeBaseConfiguration": KB_CONFIG}, "foreign"),
+    ("CreateDataSource", "PUT", "/knowledgebases/{kb}/datasources/", {"name": "stolen", "dataSourceConfiguration": {"type": "CUSTOM"}}, "foreign"),
+    ("ListDataSources", "POST", "/knowledgebases/{kb}/datasources/", {}, "foreign"),
+    ("GetDataSource", "GET", "/knowledgebases/{kb}/datasources/{ds}", None, "foreign"),
+    ("UpdateDataSource", "PUT", "/knowledgebases/{kb}/datasources/{ds}", {"name": "stolen", "dataSourceConfiguration": {"type": "CUSTOM"}}, "foreign"),
+    ("StartIngestionJob", "PUT", "/knowledgebases/{kb}/datasources/{ds}/ingestionjobs/", {}, "foreign"),
+    ("ListIngestionJobs", "POST", "/knowledgebases/{kb}/datasources/{ds}/ingestionjobs/", {}, "foreign"),
+    ("GetIngestionJob", "GET", "/knowledgebases/{kb}/datasources/{ds}/ingestionjobs/{job}", None, "foreign"),
+    ("StopIngestionJob", "POST", "/knowledgebases/{kb}/datasources/{ds}/ingestionjobs/{job}/stop", None, "foreign"),
+    ("IngestKnowledgeBaseDocuments", "PUT", "/knowledgebases/{kb}/datasources/{ds}/documents", {"documents": [KB_DOC]}, "foreign"),
+    ("ListKnowledgeBaseDocuments", "POST", "/knowledgebases/{kb}/datasources/{ds}/documents", {}, "foreign"),
+    ("GetKnowledgeBaseDocuments", "POST", "/knowledgebases/{kb}/datasources/{ds}/documents/getDocuments", {"documentIdentifiers": [KB_DOC_ID]}, "foreign"),
+    ("DeleteKnowledgeBaseDocuments", "POST", "/knowledgebases/{kb}/datasources/{ds}/documents/deleteDocuments", {"documentIdentifiers": [KB_DOC_ID]}, "foreign"),
+    ("Retrieve", "POST", "/knowledgebases/{kb}/retrieve", {"retrievalQuery": {"text": "secret"}}, "foreign"),
+    ("RetrieveAndGenerate", "POST", "/retrieveAndGenerate", {"input": {"text": "secret?"}, "retrieveAndGenerateConfiguration": {"type": "KNOWLEDGE_BASE", "knowledgeBaseConfiguration": {"knowledgeBaseId": "{kb}", "modelArn": "anthropic.claude-3-haiku-20240307-v1:0"}}}, "foreign"),
+    ("RetrieveAndGenerateStream", "POST", "/retrieveAndGenerateStream", {"input": {"text": "secret?"}, "retrieveAndGenerateConfiguration": {"type": "KNOWLEDGE_BASE", "knowledgeBaseConfiguration": {"knowledgeBaseId": "{kb}", "modelArn": "anthropic.claude-3-haiku-20240307-v1:0"}}}, "foreign"),
+    ("Rerank", "POST", "/rerank", {"queries": [{"type": "TEXT", "textQuery": {"text": "q"}}], "sources": [{"type": "INLINE", "inlineDocumentSource": {"type": "TEXT", "textDocument": {"text": "d"}}}], "rerankingConfiguration": {"type": "BEDROCK_RERANKING_MODEL", "bedrockRerankingConfiguration": {"modelConfiguration": {"modelArn": "amazon.rerank-v1:0"}}}}, "shared"),
+    ("DeleteDataSource", "DELETE", "/knowledgebases/{kb}/datasources/{ds}", None, "foreign"),
+    ("DeleteKnowledgeBase", "DELETE", "/knowledgebases/{kb}", None, "foreign"),
 ]
 IDS = [f"{op}:{method}:{path}" for op, method, path, _, _ in OPERATIONS]
 
@@ -147,6 +174,13 @@ def world(server) -> dict[str, Any]:  # type: ignore[no-untyped-def]
                         data={"purpose": "batch"}, files={"file": ("a.jsonl", b'{"a": 1}\n')})
     names["file"] = upload.json()["id"]
     names["account"] = a.ok("GET", "/outcrop/v1/account")["Account"]["AccountId"]
+    names["kb"] = a.ok("PUT", "/knowledgebases/", {"name": f"kb-{tag}", "roleArn": ROLE,
+                                                  "knowledgeBaseConfiguration": KB_CONFIG})["knowledgeBase"]["knowledgeBaseId"]
+    names["ds"] = a.ok("PUT", f"/knowledgebases/{names['kb']}/datasources/", {
+        "name": "notes", "dataSourceConfiguration": {"type": "CUSTOM"}})["dataSource"]["dataSourceId"]
+    a.ok("PUT", f"/knowledgebases/{names['kb']}/datasources/{names['ds']}/documents", {"documents": [KB_DOC]})
+    names["job"] = a.ok("PUT", f"/knowledgebases/{names['kb']}/datasources/{names['ds']}/ingestionjobs/", {})[
+        "ingestionJob"]["ingestionJobId"]
     nobody = a.new_user(f"nobody-{tag}")
     return {"a": a, "b": b, "nobody": nobody, "names": names,
             "b_account": b.ok("GET", "/outcrop/v1/account")["Account"]["AccountId"]}
@@ -191,7 +225,7 @@ def test_other_account_cannot_reach(world, operation, method, path, body, kind):
         assert events and {e["recipientAccountId"] for e in events} == {world["b_account"]}
     else:
         assert response.status_code < 300, response.text
-        for resource in ("user", "role", "access_key", "api_key", "file", "cmk", "account", "policy"):
+        for resource in ("user", "role", "access_key", "api_key", "file", "cmk", "account", "policy", "kb", "ds"):
             assert names[resource] not in response.text, f"{operation} showed account A's {resource}"
 
 
@@ -204,6 +238,8 @@ def test_account_a_resources_survive_b(world):
     content = httpx.get(f"{a.endpoint}/v1/files/{names['file']}/content", headers={"Authorization": f"Bearer {a.api_key}"})
     assert content.status_code == 200 and content.content == b'{"a": 1}\n'
     assert a.client("kms").describe_key(KeyId=names["cmk"])["KeyMetadata"]["KeyState"] == "Enabled"
+    hits = a.ok("POST", f"/knowledgebases/{names['kb']}/retrieve", {"retrievalQuery": {"text": "launch code"}})
+    assert [r["content"]["text"] for r in hits["retrievalResults"]] == ["Tenant A's launch code is 7731."]
 
 
 @pytest.mark.parametrize("operation,method,path,body,kind", OPERATIONS, ids=IDS)

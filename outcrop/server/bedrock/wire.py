@@ -34,8 +34,14 @@ def error_code(exc: Exception) -> tuple[str, int]:
     return "InternalServerException", 500
 
 
-def error_response(exc: Exception) -> Response:
+_AGENT_STATUS = {"ConflictException": 409, "ModelNotReadyException": 424}
+
+
+def error_response(exc: Exception, agent: bool = False) -> Response:
+    """`agent`: the bedrock-agent services, whose models give some errors another status."""
     code, status = error_code(exc)
+    if agent:
+        status = _AGENT_STATUS.get(code, status)
     message = exc.message if isinstance(exc, errors.OutcropError) else "The server encountered an internal error."
     body: dict[str, Any] = {"message": message}
     if code == "ModelErrorException":

@@ -1,0 +1,204 @@
+"""Long work as jobs in the database (DESIGN.md §5): queued → running → completed | failed | stopping → stopped.
+
+`outcrop serve` runs one worker thread in-process. A job is claimed with a compare-and-set on its status, so
+more workers (threads or processes) never run the same job twice. After a crash, a job left `running` is
+queued again (its handler resumes: ingestion is idempotent by content digest) at most `MAX_ATTEMPTS` times,
+then failed with a clear message; a job left `stopping` is `stopped`. Nothing stays "running" forever.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from outcrop.errors import Conflict, NotFound, OutcropError
+from outcrop.storage.repositories import AccountScope
+from outcrop.storage.tables import Job
+
+log = logging.getLogger("outcrop.jobs")
+
+MAX_ATTEMPTS = 3
+ACTIVE = ("queued", "running", "stopping")
+FINAL = ("completed", "failed", "stopped")
+
+
+class Stopped(Exception):
+    """Raised inside a handler when its job was asked to stop."""
+
+
+@dataclass
+class JobRun:
+    """What a handler sees of its job: the target, progress to report, and whether to stop."""
+
+    id: str
+    account_id: str
+    kind: str
+    target: str
+    progress: dict[str, Any]
+    sessions: sessionmaker[Session]
+    _checked: float = field(default=0.0)
+    _saved: float = field(default=0.0)
+    _stop: bool = field(default=False)
+
+    def report(self, force: bool = False, **progress: Any) -> None:
+        """Update the progress; written at most twice a second unless forced."""
+        self.progress.update(progress)
+        now = time.monotonic()
+        if force or now - self._saved >= 0.5:
+            self._saved = now
+            with self.sessions.begin() as session:
+                session.execute(update(Job).where(Job.id == self.id).values(
+                    progress=json.dumps(self.progress), updated_at=datetime.now(UTC)))
+
+    def should_stop(self) -> bool:
+        now = time.monotonic()
+        if not self._stop and now - self._checked >= 0.25:
+            self._checked = now
+            with self.sessions() as session:
+                self._stop = session.scalar(select(Job.status).where(Job.id == self.id)) == "stopping"
+        return self._stop
+
+    def check(self) -> None:
+        if self.should_stop():
+            raise Stopped()
+
+
+Handler = Callable[[JobRun], None]
+
+
+class JobService:
+    def __init__(self, sessions: sessionmaker[Session], poll_s: float = 1.0) -> None:
+        self.sessions = sessions
+        self.handlers: dict[str, Handler] = {}
+        self.poll_s = poll_s
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def register(self, kind: str, handler: Handler) -> None:
+        self.handlers[kind] = handler
+
+    # -- the API side ---------------------------------------------------------------------------------
+
+    def submit(self, account_id: str, kind: str, target: str, description: str | None = None) -> Job:
+        now = datetime.now(UTC)
+        job = Job(id=str(uuid.uuid4()), kind=kind, target=target, status="queued", description=description,
+                  progress="{}", created_at=now, updated_at=now, attempts=0)
+        with self.sessions.begin() as session:
+            AccountScope(session, account_id).add(job)
+            session.expunge(job)
+        self._wake.set()
+        return job
+
+    def get(self, account_id: str, job_id: str, kind: str) -> Job:
+        with self.sessions() as session:
+            job = AccountScope(session, account_id).get(Job, job_id)
+            if job is None or job.kind != kind:
+                raise NotFound(f"Job {job_id} was not found")
+            session.expunge(job)
+        return job
+
+    def list(self, account_id: str, kind: str, target: str) -> list[Job]:
+        with self.sessions() as session:
+            rows = list(AccountScope(session, account_id).rows(Job, Job.kind == kind, Job.target == target))
+            for row in rows:
+                session.expunge(row)
+        return rows
+
+    def active(self, account_id: str, kind: str, target: str) -> Job | None:
+        with self.sessions() as session:
+            return AccountScope(session, account_id).first(Job, Job.kind == kind, Job.target == target,
+                                                           Job.status.in_(ACTIVE))
+
+    def stop(self, account_id: str, job_id: str, kind: str) -> Job:
+        """Ask a job to stop: a queued one stops at once, a running one at its next check."""
+        job = self.get(account_id, job_id, kind)
+        if job.status in FINAL:
+            raise Conflict(f"Job {job_id} has already ended ({job.status}); it cannot be stopped")
+        with self.sessions.begin() as session:
+            for status, new in (("queued", "stopped"), ("running", "stopping")):
+                session.execute(update(Job).where(Job.id == job_id, Job.status == status).values(
+                    status=new, updated_at=datetime.now(UTC)))
+        return self.get(account_id, job_id, kind)
+
+    # -- the worker side ------------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """After a restart: resume what was running (a few times at most), finish what was stopping."""
+        now = datetime.now(UTC)
+        with self.sessions.begin() as session:
+            session.execute(update(Job).where(Job.status == "stopping").values(status="stopped", updated_at=now))
+            session.execute(update(Job).where(Job.status == "running", Job.attempts >= MAX_ATTEMPTS).values(
+                status="failed", updated_at=now,
+                failure=f"The job was interrupted {MAX_ATTEMPTS} times (server restarts) and was not retried again"))
+            session.execute(update(Job).where(Job.status == "running").values(status="queued", updated_at=now))
+
+    def start(self) -> None:
+        self.recover()
+        self._thread = threading.Thread(target=self._loop, name="outcrop-jobs", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._closing.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_pending(self) -> int:
+        """Run queued jobs until none is left (the worker loop's body; tests and the CLI call it directly)."""
+        ran = 0
+        while not self._closing.is_set():
+            run = self._claim()
+            if run is None:
+                return ran
+            self._run(run)
+            ran += 1
+        return ran
+
+    def _loop(self) -> None:
+        while not self._closing.is_set():
+            try:
+                self.run_pending()
+            except Exception:
+                log.exception("the job worker failed; retrying")
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+
+    def _claim(self) -> JobRun | None:
+        with self.sessions.begin() as session:
+            queued = session.scalars(select(Job).where(Job.status == "queued", Job.kind.in_(list(self.handlers)))
+                                     .order_by(Job.created_at).limit(5)).all()
+            for job in queued:
+                claimed = session.execute(update(Job).where(Job.id == job.id, Job.status == "queued").values(
+                    status="running", attempts=Job.attempts + 1, updated_at=datetime.now(UTC)))
+                if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                    return JobRun(job.id, job.account_id, job.kind, job.target, json.loads(job.progress or "{}"),
+                                  self.sessions)
+        return None
+
+    def _run(self, run: JobRun) -> None:
+        status, failure = "completed", None
+        try:
+            self.handlers[run.kind](run)
+            if run.should_stop():
+                status = "stopped"
+        except Stopped:
+            status = "stopped"
+        except OutcropError as exc:
+            status, failure = "failed", exc.message
+        except Exception as exc:
+            log.exception("job %s (%s) failed", run.id, run.kind)
+            status, failure = "failed", f"internal error: {type(exc).__name__}: {exc}"
+        with self.sessions.begin() as session:
+            session.execute(update(Job).where(Job.id == run.id).values(
+                status=status, failure=failure, progress=json.dumps(run.progress), updated_at=datetime.now(UTC)))

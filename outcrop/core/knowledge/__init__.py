@@ -1,0 +1,1 @@
+"""Knowledge bases: document ingestion, chunking and retrieval."""
