@@ -11,7 +11,7 @@ points from the same clusters. Ground truth is exact (chunked matmul). For each 
              against the exact filtered ground truth
   memory     dump bytes per million vectors and RSS growth of the build
 --crossover also times both search paths (filtered HNSW walk vs exact scan of the allowed rows) across
-selectivities; that is how EXACT_MAX_ROWS / EXACT_MAX_FRACTION were picked.
+selectivities; that is how the EXACT_* thresholds were picked.
 
 Run: python bench/vectorstore.py [--sizes 100000,1000000] [--queries 1000] [--crossover] [--reference build|copy]
 """
@@ -125,7 +125,7 @@ def time_path(collection: Any, path: str, queries: np.ndarray, allowed: np.ndarr
     included, as in `EmbeddedCollection._nearest`)."""
     t0 = time.perf_counter()
     if path == "hnsw":
-        found = [collection._hnsw(q, K, allowed)[0].tolist() for q in queries]
+        found = [collection._hnsw(q, K, embedded.Allowed(allowed, int(allowed.sum())))[0].tolist() for q in queries]
     else:
         found = [collection._exact(q, K, np.flatnonzero(allowed))[0].tolist() for q in queries]
     return time.perf_counter() - t0, found
@@ -134,7 +134,7 @@ def time_path(collection: Any, path: str, queries: np.ndarray, allowed: np.ndarr
 def crossover(collection: Any, queries: np.ndarray, data: np.ndarray, rank: np.ndarray) -> list[dict[str, Any]]:
     """Filtered HNSW walk vs exact scan of the allowed rows, across selectivities (ours, private paths)."""
     rows = []
-    for fraction in (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2):
+    for fraction in (0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5):
         allowed = rank < fraction * 10_000
         truth = exact_top(data, queries, allowed)
         entry: dict[str, Any] = {"allowed_fraction": fraction, "allowed_rows": int(allowed.sum())}
@@ -221,7 +221,7 @@ def main() -> None:
     print(table(results), flush=True)
     emit({"bench": "vectorstore", "machine": machine_notes(), "dim": DIM, "clusters": CLUSTERS, "k": K,
           "spread": args.spread, "m": embedded.HNSW_M, "ef_construction": embedded.EF_CONSTRUCTION,
-          "exact_max_rows": embedded.EXACT_MAX_ROWS, "exact_max_fraction": embedded.EXACT_MAX_FRACTION,
+          "exact_small_rows": embedded.EXACT_SMALL_ROWS, "exact_max_rows": embedded.EXACT_MAX_ROWS, "exact_max_fraction": embedded.EXACT_MAX_FRACTION,
           "results": results, "cpu_contention": watch.summary()}, "vectorstore")
 
 

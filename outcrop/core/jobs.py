@@ -1,9 +1,10 @@
 """Long work as jobs in the database (DESIGN.md §5): queued → running → completed | failed | stopping → stopped.
 
 `outcrop serve` runs one worker thread in-process. A job is claimed with a compare-and-set on its status, so
-more workers (threads or processes) never run the same job twice. After a crash, a job left `running` is
-queued again (its handler resumes: ingestion is idempotent by content digest) at most `MAX_ATTEMPTS` times,
-then failed with a clear message; a job left `stopping` is `stopped`. Nothing stays "running" forever.
+more workers (threads or processes) never run the same job twice. A running job's worker beats every
+HEARTBEAT_S; a job not heard of for LEASE_S (its server crashed, its CLI was killed) is queued again, and its
+handler resumes (ingestion is idempotent by content digest), at most MAX_ATTEMPTS times, then failed with a
+clear message; a stopping job whose worker is gone is stopped. Nothing stays "running" forever.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -28,6 +29,8 @@ from outcrop.storage.tables import Job
 log = logging.getLogger("outcrop.jobs")
 
 MAX_ATTEMPTS = 3
+HEARTBEAT_S = 10.0  # a running job's updated_at advances at least this often while its worker lives
+LEASE_S = 30.0  # a running job not heard of for this long lost its worker (a killed CLI, a crashed node)
 ACTIVE = ("queued", "running", "stopping")
 FINAL = ("completed", "failed", "stopped")
 
@@ -133,18 +136,20 @@ class JobService:
 
     # -- the worker side ------------------------------------------------------------------------------
 
-    def recover(self) -> None:
-        """After a restart: resume what was running (a few times at most), finish what was stopping."""
+    def recover(self, stale_before: datetime | None = None) -> None:
+        """Resume what was running (a few times at most) and finish what was stopping: at start-up every such
+        job (`stale_before` None), later only those whose worker stopped beating (a lost lease)."""
         now = datetime.now(UTC)
+        lost = [Job.updated_at < stale_before] if stale_before is not None else []
         with self.sessions.begin() as session:
-            session.execute(update(Job).where(Job.status == "stopping").values(status="stopped", updated_at=now))
-            session.execute(update(Job).where(Job.status == "running", Job.attempts >= MAX_ATTEMPTS).values(
+            session.execute(update(Job).where(Job.status == "stopping", *lost).values(status="stopped", updated_at=now))
+            session.execute(update(Job).where(Job.status == "running", Job.attempts >= MAX_ATTEMPTS, *lost).values(
                 status="failed", updated_at=now,
-                failure=f"The job was interrupted {MAX_ATTEMPTS} times (server restarts) and was not retried again"))
-            session.execute(update(Job).where(Job.status == "running").values(status="queued", updated_at=now))
+                failure=f"The job was interrupted {MAX_ATTEMPTS} times (its worker stopped) and was not retried again"))
+            session.execute(update(Job).where(Job.status == "running", *lost).values(status="queued", updated_at=now))
 
     def start(self) -> None:
-        self.recover()
+        self.recover(stale_before=datetime.now(UTC) - timedelta(seconds=LEASE_S))
         self._thread = threading.Thread(target=self._loop, name="outcrop-jobs", daemon=True)
         self._thread.start()
 
@@ -165,19 +170,29 @@ class JobService:
             ran += 1
         return ran
 
+    def run_job(self, job_id: str) -> bool:
+        """Run one queued job in this process now (the CLI's `kb sync`); False when another worker has it."""
+        run = self._claim(job_id)
+        if run is None:
+            return False
+        self._run(run)
+        return True
+
     def _loop(self) -> None:
         while not self._closing.is_set():
             try:
+                self.recover(stale_before=datetime.now(UTC) - timedelta(seconds=LEASE_S))
                 self.run_pending()
             except Exception:
                 log.exception("the job worker failed; retrying")
             self._wake.wait(self.poll_s)
             self._wake.clear()
 
-    def _claim(self) -> JobRun | None:
+    def _claim(self, job_id: str | None = None) -> JobRun | None:
         with self.sessions.begin() as session:
-            queued = session.scalars(select(Job).where(Job.status == "queued", Job.kind.in_(list(self.handlers)))
-                                     .order_by(Job.created_at).limit(5)).all()
+            which = [Job.id == job_id] if job_id else []
+            queued = session.scalars(select(Job).where(Job.status == "queued", Job.kind.in_(list(self.handlers)),
+                                                       *which).order_by(Job.created_at).limit(5)).all()
             for job in queued:
                 claimed = session.execute(update(Job).where(Job.id == job.id, Job.status == "queued").values(
                     status="running", attempts=Job.attempts + 1, updated_at=datetime.now(UTC)))
@@ -188,6 +203,9 @@ class JobService:
 
     def _run(self, run: JobRun) -> None:
         status, failure = "completed", None
+        done = threading.Event()
+        beating = threading.Thread(target=self._heartbeat, args=(run.id, done), daemon=True)
+        beating.start()
         try:
             self.handlers[run.kind](run)
             if run.should_stop():
@@ -199,6 +217,14 @@ class JobService:
         except Exception as exc:
             log.exception("job %s (%s) failed", run.id, run.kind)
             status, failure = "failed", f"internal error: {type(exc).__name__}: {exc}"
+        finally:
+            done.set()
         with self.sessions.begin() as session:
             session.execute(update(Job).where(Job.id == run.id).values(
                 status=status, failure=failure, progress=json.dumps(run.progress), updated_at=datetime.now(UTC)))
+
+    def _heartbeat(self, job_id: str, done: threading.Event) -> None:
+        while not done.wait(HEARTBEAT_S):
+            with self.sessions.begin() as session:
+                session.execute(update(Job).where(Job.id == job_id, Job.status.in_(("running", "stopping")))
+                                .values(updated_at=datetime.now(UTC)))

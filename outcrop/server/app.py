@@ -200,6 +200,7 @@ def create_app(settings: Settings, services: deps.Services | None = None, plugin
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = services or deps.Services.build(settings, plugins)
+        app.state.services.jobs.start()  # the in-process job worker (ingestion, ...)
         yield
         app.state.services.close()
 

@@ -94,7 +94,6 @@ class Services:
         blobs = BlobStore(settings.home / "blobs")
         jobs = JobService(sessions)
         knowledge = Knowledge.build(settings, sessions, access, keys, inference, blobs, jobs, vector_stores(pm))
-        jobs.start()
         return cls(settings, catalog, inference, identity, access, accounts, PoliciesService(accounts, access), keys,
                    FileService(keys, blobs, access), AuthThrottle(settings.auth_failures_per_minute), audit, signer,
                    invocation_log, metrics, usage, quotas, jobs, knowledge)

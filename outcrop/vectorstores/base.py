@@ -73,12 +73,12 @@ _DTYPES = frozenset({"|u1", "|b1", "<i4", "<i8", "<u4", "<f4", "<f8"})
 def pack_arrays(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> bytes:
     """Serialize JSON-able `meta` and named numpy arrays into one byte string."""
     entries: dict[str, dict[str, Any]] = {}
-    blobs: list[bytes] = []
+    blobs: list[Any] = []
     offset = 0
     for name, array in arrays.items():
-        array = np.ascontiguousarray(array)
         dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
-        raw = array.astype(dtype, copy=False).tobytes()
+        array = np.ascontiguousarray(array, dtype=dtype)
+        raw = array.reshape(-1).view(np.uint8).data  # a memoryview: no copy until the final join
         entries[name] = {"dtype": dtype.str, "shape": list(array.shape), "offset": offset}
         pad = -len(raw) % _ALIGN
         blobs += [raw, b"\x00" * pad]

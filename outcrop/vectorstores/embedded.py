@@ -7,7 +7,9 @@ rebuilt without them once they pass COMPACT_DEAD_FRACTION of the rows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,14 +23,14 @@ HNSW_M = 32
 EF_CONSTRUCTION = 200
 # Smallest efSearch with recall@10 >= 0.95 on bench/vectorstore.py's clustered data at 1M rows (see its results).
 EF_SEARCH = 64
-# Exact scan instead of HNSW when few rows are allowed: exact costs ~allowed rows, a filtered HNSW walk costs
-# ~efSearch / selectivity and loses recall when the filter is selective. Crossover measured by
-# bench/vectorstore.py (--crossover): see docs/benchmarks.md.
-EXACT_MAX_ROWS = 20_000
-EXACT_MAX_FRACTION = 0.05
+# Exact scan instead of the HNSW walk when few rows are allowed: exact costs ~0.18 µs per allowed row, while a
+# filtered walk costs ~efSearch / selectivity and loses recall when the filter is selective. Measured with
+# bench/vectorstore.py --crossover (see its docstring).
+EXACT_SMALL_ROWS = 4_000  # always exact up to here (<= ~0.7 ms, the cost of an unfiltered walk at 20k rows)
+EXACT_MAX_ROWS = 20_000  # exact up to here (<= ~4 ms) when a filter leaves under EXACT_MAX_FRACTION of the rows
+EXACT_MAX_FRACTION = 0.5
 COMPACT_DEAD_FRACTION = 0.2
 HYBRID_POOL = 50  # candidates taken from each of the vector and keyword searches before fusion
-_EXACT_CHUNK = 16_384  # rows gathered per matmul in an exact scan (bounds the temporary copy to ~24 MB at 384-d)
 _FORMAT = "outcrop.embedded/1"
 
 
@@ -38,6 +40,24 @@ def _faiss() -> Any:
     except ImportError as exc:
         raise Invalid("the embedded vector store needs FAISS: pip install 'outcrop[kb]'") from exc
     return faiss
+
+
+@dataclass
+class Allowed:
+    """The rows one search may return: `mask` None means every row; `bits` is the mask packed for FAISS."""
+
+    mask: np.ndarray | None
+    count: int
+    bits: np.ndarray | None = None
+
+    def bitmap(self) -> np.ndarray:
+        if self.bits is None:
+            mask = self.mask if self.mask is not None else np.ones(self.count, dtype=bool)
+            self.bits = np.packbits(mask, bitorder="little")  # IDSelectorBitmap reads bit i of byte i >> 3
+        return self.bits
+
+    def rows(self) -> np.ndarray:
+        return np.arange(self.count, dtype=np.int64) if self.mask is None else np.flatnonzero(self.mask)
 
 
 class EmbeddedCollection:
@@ -93,10 +113,10 @@ class EmbeddedCollection:
 
     def _check_batch(self, ids: Sequence[int], vectors: np.ndarray, metadata: Sequence[Mapping[str, Any]],
                      texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            id_array = np.asarray(ids, dtype=np.int64).reshape(-1)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise Invalid("ids must be 64-bit integers") from exc
+        raw_ids = np.asarray(ids).reshape(-1)
+        if raw_ids.size and raw_ids.dtype.kind not in "iu":
+            raise Invalid("ids must be integers")
+        id_array = raw_ids.astype(np.int64)
         vectors = self._check_vectors(vectors, len(id_array))
         if len(np.unique(id_array)) != len(id_array):
             raise Invalid("ids must be unique within one upsert")
@@ -116,6 +136,17 @@ class EmbeddedCollection:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             vectors /= np.where(norms > 0, norms, 1.0)
         return vectors
+
+    def _check_query(self, vector: Any) -> np.ndarray:
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)  # maybe the caller's array: never written to
+        if query.shape != (self.dimension,):
+            raise Invalid(f"the query vector must have dimension {self.dimension}, got {query.size} values")
+        squared = float(query @ query)
+        if not math.isfinite(squared):
+            raise Invalid("the query vector must be finite")
+        if self.metric == "cosine" and squared > 0:
+            query = query / np.float32(math.sqrt(squared))
+        return query
 
     def delete(self, ids: Iterable[int]) -> None:
         with self._lock.writing():
@@ -164,63 +195,70 @@ class EmbeddedCollection:
             raise Invalid("k must be a positive integer")
         if mode == "HYBRID" and (not isinstance(text, str) or not text.strip()):
             raise Invalid("HYBRID search needs the query text")
-        query = self._check_vectors(vector, 1)[0]
+        query = self._check_query(vector)
         node = compile_filter(filter) if filter is not None else None
         with self._lock.reading():
-            mask = self._allowed(node)
+            allowed = self._allowed(node)
             if mode == "HYBRID":
-                rows, scores = self._hybrid(query, k, mask, str(text))
+                rows, scores = self._hybrid(query, k, allowed, str(text))
             else:
-                rows, sims = self._nearest(query, k, mask)
+                rows, sims = self._nearest(query, k, allowed)
                 scores = self._similarity_score(sims)
             ids = self._row_ids.view[rows].tolist()
         return [Hit(i, s) for i, s in zip(ids, scores.tolist(), strict=True)]
 
-    def _allowed(self, node: Filter | None) -> np.ndarray | None:
-        """Rows a search may return: the filter's rows that are alive; None when that is every row."""
+    def _allowed(self, node: Filter | None) -> Allowed:
+        """Rows a search may return: the filter's rows that are alive."""
+        total = len(self._row_ids)
         if node is None:
-            return self._alive.view if self._dead else None
+            if not self._dead:
+                return Allowed(None, total)
+            return Allowed(self._alive.view, total - self._dead, self._alive_bitmap())
         mask = self._metadata.mask(node)
         if self._dead:
             mask &= self._alive.view
-        return mask
+        return Allowed(mask, int(np.count_nonzero(mask)))
 
-    def _nearest(self, query: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        total = len(self._row_ids)
-        allowed = total if mask is None else int(np.count_nonzero(mask))
-        if not allowed:
+    def _alive_bitmap(self) -> np.ndarray:
+        bits = self._alive_bits
+        if bits is None:  # racing readers pack the same bitmap; writers reset it under the write lock
+            bits = self._alive_bits = np.packbits(self._alive.view, bitorder="little")
+        return bits
+
+    def _nearest(self, query: np.ndarray, k: int, allowed: Allowed) -> tuple[np.ndarray, np.ndarray]:
+        total, count = len(self._row_ids), allowed.count
+        if not count:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        if allowed <= EXACT_MAX_ROWS and (allowed < EXACT_MAX_FRACTION * total or allowed <= k * 100):
-            rows = np.arange(total) if mask is None else np.flatnonzero(mask)
-            return self._exact(query, k, rows)
-        return self._hnsw(query, k, mask)
+        k = min(k, count)
+        if count <= EXACT_SMALL_ROWS or (count <= EXACT_MAX_ROWS and count < EXACT_MAX_FRACTION * total):
+            return self._exact(query, k, allowed.rows())
+        return self._hnsw(query, k, allowed)
 
-    def _hnsw(self, query: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if mask is None:
+    def _hnsw(self, query: np.ndarray, k: int, allowed: Allowed) -> tuple[np.ndarray, np.ndarray]:
+        if allowed.mask is None:
             sims, rows = self._index.search(query[None, :], k)
         else:
             faiss = _faiss()
-            bits = self._alive_bitmap() if mask is self._alive.view else np.packbits(mask, bitorder="little")
-            selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
+            bits = allowed.bitmap()
+            selector = faiss.IDSelectorBitmap(len(allowed.mask), faiss.swig_ptr(bits))
             params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, k))
             sims, rows = self._index.search(query[None, :], k, params=params)
         found = rows[0] >= 0
         return rows[0][found], sims[0][found]
 
-    def _alive_bitmap(self) -> np.ndarray:
-        bits = self._alive_bits
-        if bits is None:  # racing readers compute the same bitmap; writers reset it under the write lock
-            bits = self._alive_bits = np.packbits(self._alive.view, bitorder="little")
-        return bits
-
     def _exact(self, query: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k among `rows`, by FAISS reading the rows in place: ~0.18 µs per 384-d row here, where a
+        numpy gather + matmul was 2-4x slower (the copy, and OpenBLAS threads waking up under load)."""
+        faiss = _faiss()
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        query = np.ascontiguousarray(query, dtype=np.float32)
         vectors = self._vectors()
-        best_rows, best_sims = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        for start in range(0, len(rows), _EXACT_CHUNK):
-            chunk = rows[start: start + _EXACT_CHUNK]
-            sims = vectors[chunk] @ query
-            best_rows, best_sims = top_k(np.concatenate([best_rows, chunk]), np.concatenate([best_sims, sims]), k)
-        return best_rows, best_sims
+        sims, found = np.empty(k, dtype=np.float32), np.empty(k, dtype=np.int64)
+        faiss.knn_inner_products_by_idx(faiss.swig_ptr(query), faiss.swig_ptr(vectors), faiss.swig_ptr(rows),
+                                        self.dimension, 1, len(vectors), len(rows), k, faiss.swig_ptr(sims),
+                                        faiss.swig_ptr(found), len(rows))
+        kept = found >= 0
+        return found[kept], sims[kept]
 
     def _vectors(self) -> np.ndarray:
         """The stored vectors as a zero-copy view; valid until the next write (callers hold a lock)."""
@@ -232,15 +270,19 @@ class EmbeddedCollection:
 
     def _similarity_score(self, sims: np.ndarray) -> np.ndarray:
         """Cosine mapped to [0, 1] as (1 + cos) / 2; a dot product is returned as it is."""
+        scores = sims.astype(np.float64)
         if self.metric == "cosine":
-            return np.clip((1.0 + sims.astype(np.float64)) / 2.0, 0.0, 1.0)
-        return sims.astype(np.float64)
+            scores += 1.0
+            scores *= 0.5
+            np.minimum(scores, 1.0, out=scores)  # float32 rounding can step just past 1 (or below 0)
+            np.maximum(scores, 0.0, out=scores)
+        return scores
 
-    def _hybrid(self, query: np.ndarray, k: int, mask: np.ndarray | None, text: str) -> tuple[np.ndarray, np.ndarray]:
+    def _hybrid(self, query: np.ndarray, k: int, allowed: Allowed, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Vector and BM25 candidates under the same mask, each rescored on both sides, then fused."""
         pool = max(k, HYBRID_POOL)
-        vector_rows, _ = self._nearest(query, pool, mask)
-        keyword_rows, keyword_scores = self._keywords.scores(text, mask)
+        vector_rows, _ = self._nearest(query, pool, allowed)
+        keyword_rows, keyword_scores = self._keywords.scores(text, allowed.mask)
         best_keyword_rows, _ = top_k(keyword_rows, keyword_scores, pool)
         candidates = np.union1d(vector_rows, best_keyword_rows)
         if not len(candidates):
@@ -257,8 +299,7 @@ class EmbeddedCollection:
             metadata_keys, metadata_arrays = self._metadata.to_arrays()
             keyword_meta, keyword_arrays = self._keywords.to_arrays()
             meta = {"format": _FORMAT, "dimension": self.dimension, "metric": self.metric,
-                    "ef_search": self.ef_search, "rows": len(self._row_ids), "metadata": metadata_keys,
-                    "keywords": keyword_meta}
+                    "rows": len(self._row_ids), "metadata": metadata_keys, "keywords": keyword_meta}
             arrays = {"hnsw": faiss.serialize_index(self._index), "row_ids": self._row_ids.view,
                       "alive": self._alive.view, **metadata_arrays, **keyword_arrays}
             return pack_arrays(meta, arrays)
@@ -268,9 +309,17 @@ class EmbeddedCollection:
         meta, arrays = unpack_arrays(data)
         if meta.get("format") != _FORMAT:
             raise Invalid(f"vector index dump: expected format {_FORMAT!r}, got {meta.get('format')!r}")
+        try:
+            return cls._restore(meta, arrays)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise Invalid("vector index dump: malformed header or arrays") from exc
+
+    @classmethod
+    def _restore(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> EmbeddedCollection:
         rows = int(meta["rows"])
         index = _deserialize(arrays["hnsw"], int(meta["dimension"]), rows)
-        collection = cls(int(meta["dimension"]), str(meta["metric"]), ef_search=int(meta["ef_search"]), index=index)
+        # efSearch is not kept: a retuned default applies to indexes dumped before
+        collection = cls(int(meta["dimension"]), str(meta["metric"]), index=index)
         row_ids, alive = arrays["row_ids"], arrays["alive"]
         if row_ids.shape != (rows,) or alive.shape != (rows,):
             raise Invalid("vector index dump: row arrays do not match the index")
@@ -295,7 +344,7 @@ def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndar
 def _deserialize(blob: np.ndarray, dimension: int, rows: int) -> Any:
     faiss = _faiss()
     try:
-        index = faiss.deserialize_index(np.array(blob))
+        index = faiss.deserialize_index(blob)  # FAISS copies it; a read-only view will do
     except RuntimeError as exc:
         raise Invalid("vector index dump: the HNSW index cannot be read") from exc
     if not isinstance(index, faiss.IndexHNSWFlat) or index.d != dimension or index.ntotal != rows:

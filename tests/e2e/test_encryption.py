@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -33,7 +35,7 @@ def upload(client: openai.OpenAI, name: str, data: bytes, **extra: object):  # t
     return client.files.create(file=(name, data), purpose="batch", extra_body=extra or None)
 
 
-def test_canary_sentence_never_lies_on_disk_in_plaintext(server: LiveServer, openai_client, runtime):
+def test_canary_sentence_never_lies_on_disk_in_plaintext(server: LiveServer, openai_client, runtime, file_root):
     canary = f"The heron {uuid.uuid4().hex} sleeps under the ninth bridge."
     stored = upload(openai_client, f"{canary}.jsonl", canary.encode() * 3)
     assert openai_client.files.content(stored.id).read() == canary.encode() * 3
@@ -43,11 +45,49 @@ def test_canary_sentence_never_lies_on_disk_in_plaintext(server: LiveServer, ope
     runtime.converse(modelId="anthropic.claude-3-haiku-20240307-v1:0", inferenceConfig={"maxTokens": 8},
                      messages=[{"role": "user", "content": [{"text": f"Repeat: {canary}"}]}])
     openai_client.embeddings.create(model="amazon.titan-embed-text-v2:0", input=canary)
+    knowledge_base_with(server, file_root, canary)
     assert scan(server.home, canary.encode()) == []
     assert scan(server.home, canary.encode("utf-16-le")) == []
     visible = f"plain-{uuid.uuid4().hex[:8]}"  # user names are metadata, stored plainly: the scan must see them
     operator(server).ok("POST", "/outcrop/v1/users", {"UserName": visible})
     assert any(hit.startswith("outcrop.db") for hit in scan(server.home, visible.encode()))
+
+
+def knowledge_base_with(server: LiveServer, file_root: Path, canary: str) -> None:
+    """The canary as a knowledge base's document, metadata, identifier, question and answer: ingested from a
+    directory (a sync, which also writes the sealed index snapshot) and inline, retrieved, generated from."""
+    agent, runtime = server.client("bedrock-agent"), server.client("bedrock-agent-runtime")
+    kb = agent.create_knowledge_base(name=f"canary-{uuid.uuid4().hex[:6]}", roleArn="arn:aws:iam::1:role/kb",
+                                     knowledgeBaseConfiguration={"type": "VECTOR", "vectorKnowledgeBaseConfiguration": {
+                                         "embeddingModelArn": "amazon.titan-embed-text-v2:0"}})["knowledgeBase"]
+    folder = file_root / f"canary-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    (folder / "canary.md").write_text(f"# Birds\n\n{canary}\n")
+    (folder / "canary.md.metadata.json").write_text(json.dumps({"metadataAttributes": {"motto": canary}}))
+    ds = agent.create_data_source(knowledgeBaseId=kb["knowledgeBaseId"], name="folder", dataSourceConfiguration={
+        "type": "S3", "s3Configuration": {"bucketArn": folder.as_uri()}})["dataSource"]["dataSourceId"]
+    job = agent.start_ingestion_job(knowledgeBaseId=kb["knowledgeBaseId"], dataSourceId=ds)["ingestionJob"]
+    for _ in range(600):
+        job = agent.get_ingestion_job(knowledgeBaseId=kb["knowledgeBaseId"], dataSourceId=ds,
+                                      ingestionJobId=job["ingestionJobId"])["ingestionJob"]
+        if job["status"] == "COMPLETE":
+            break
+        time.sleep(0.2)
+    assert job["statistics"]["numberOfNewDocumentsIndexed"] == 1, job
+    custom = agent.create_data_source(knowledgeBaseId=kb["knowledgeBaseId"], name="inline", dataSourceConfiguration={
+        "type": "CUSTOM"})["dataSource"]["dataSourceId"]
+    agent.ingest_knowledge_base_documents(knowledgeBaseId=kb["knowledgeBaseId"], dataSourceId=custom, documents=[{
+        "content": {"dataSourceType": "CUSTOM", "custom": {"customDocumentIdentifier": {"id": canary},
+                    "sourceType": "IN_LINE", "inlineContent": {"type": "TEXT", "textContent": {"data": canary}}}}}])
+    hits = runtime.retrieve(knowledgeBaseId=kb["knowledgeBaseId"], retrievalQuery={"text": canary})
+    assert {canary in r["content"]["text"] for r in hits["retrievalResults"]} == {True}
+    runtime.retrieve_and_generate(input={"text": f"Where does the heron sleep? {canary}"},
+                                  retrieveAndGenerateConfiguration={"type": "KNOWLEDGE_BASE", "knowledgeBaseConfiguration": {
+                                      "knowledgeBaseId": kb["knowledgeBaseId"],
+                                      "modelArn": "anthropic.claude-3-haiku-20240307-v1:0",
+                                      "generationConfiguration": {"inferenceConfig": {"textInferenceConfig": {
+                                          "maxTokens": 24}}}}})
+    assert any(p.name.startswith("kbindex-") for p in (server.home / "blobs").rglob("*"))
 
 
 def test_secrets_are_hashed_or_wrapped(server: LiveServer):

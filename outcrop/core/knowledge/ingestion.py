@@ -198,7 +198,10 @@ def run_ingestion(settings: Settings, sessions: sessionmaker[Session], keys: Key
         session.expunge_all()
     ingestor = Ingestor(settings, sessions, keys, indexes, embedder, kb, source)
     indexes.collection(kb)  # open (or rebuild) the index before changing it
+    # a resumed job (its worker died) keeps what it had indexed: those documents are unchanged now
     stats = Statistics()
+    for key in ("numberOfNewDocumentsIndexed", "numberOfModifiedDocumentsIndexed", "numberOfDocumentsDeleted"):
+        setattr(stats, key, int(run.progress.get(key, 0)))
     known = ingestor.known()
     seen: set[str] = set()
     origin = open_source(settings, json.loads(source.configuration))
