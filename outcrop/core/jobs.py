@@ -80,8 +80,9 @@ Handler = Callable[[JobRun], None]
 
 
 class JobService:
-    def __init__(self, sessions: sessionmaker[Session], poll_s: float = 1.0) -> None:
+    def __init__(self, sessions: sessionmaker[Session], poll_s: float = 1.0, lease_s: float = LEASE_S) -> None:
         self.sessions = sessions
+        self.lease_s = lease_s
         self.handlers: dict[str, Handler] = {}
         self.poll_s = poll_s
         self._wake = threading.Event()
@@ -149,7 +150,7 @@ class JobService:
             session.execute(update(Job).where(Job.status == "running", *lost).values(status="queued", updated_at=now))
 
     def start(self) -> None:
-        self.recover(stale_before=datetime.now(UTC) - timedelta(seconds=LEASE_S))
+        self.recover(stale_before=datetime.now(UTC) - timedelta(seconds=self.lease_s))
         self._thread = threading.Thread(target=self._loop, name="outcrop-jobs", daemon=True)
         self._thread.start()
 
@@ -181,7 +182,7 @@ class JobService:
     def _loop(self) -> None:
         while not self._closing.is_set():
             try:
-                self.recover(stale_before=datetime.now(UTC) - timedelta(seconds=LEASE_S))
+                self.recover(stale_before=datetime.now(UTC) - timedelta(seconds=self.lease_s))
                 self.run_pending()
             except Exception:
                 log.exception("the job worker failed; retrying")
@@ -224,7 +225,7 @@ class JobService:
                 status=status, failure=failure, progress=json.dumps(run.progress), updated_at=datetime.now(UTC)))
 
     def _heartbeat(self, job_id: str, done: threading.Event) -> None:
-        while not done.wait(HEARTBEAT_S):
+        while not done.wait(min(HEARTBEAT_S, self.lease_s / 3)):
             with self.sessions.begin() as session:
                 session.execute(update(Job).where(Job.id == job_id, Job.status.in_(("running", "stopping")))
                                 .values(updated_at=datetime.now(UTC)))

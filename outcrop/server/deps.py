@@ -92,7 +92,7 @@ class Services:
         inference = InferenceService(settings, catalog, pool, recorder=Recorders(metrics, usage, invocation_log),
                                      access=access, admission=Admissions(quotas, metrics))
         blobs = BlobStore(settings.home / "blobs")
-        jobs = JobService(sessions)
+        jobs = JobService(sessions, lease_s=settings.job_lease_s)
         knowledge = Knowledge.build(settings, sessions, access, keys, inference, blobs, jobs, vector_stores(pm))
         return cls(settings, catalog, inference, identity, access, accounts, PoliciesService(accounts, access), keys,
                    FileService(keys, blobs, access), AuthThrottle(settings.auth_failures_per_minute), audit, signer,

@@ -198,7 +198,7 @@ class MetadataColumns:
         self.n_rows = 0
 
     def append(self, metadata: Sequence[Mapping[str, Any]]) -> None:
-        """Add one row per mapping (validated first: a bad value leaves the columns untouched)."""
+        """Add one row per mapping; every value is checked before any row is added."""
         staged: dict[str, _Staged] = {}
         for row, meta in enumerate(metadata):
             for key, value in meta.items():

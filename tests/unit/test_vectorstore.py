@@ -371,6 +371,34 @@ def test_bm25_scores_follow_okapi() -> None:
     assert index.search("apple", 3, mask=np.array([False, True, True]))[0].tolist() == []
 
 
+def naive_bm25(docs: list[list[str]], alive: list[bool], query: list[str]) -> dict[int, float]:
+    live = [d for d, a in zip(docs, alive, strict=True) if a]
+    n, avg = len(live), sum(map(len, live)) / len(live)
+    out: dict[int, float] = {}
+    for term in set(query):
+        df = sum(term in d for d in live)
+        for i, doc in enumerate(docs):
+            if alive[i] and term in doc:
+                tf = doc.count(term)
+                idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
+                out[i] = out.get(i, 0.0) + idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len(doc) / avg))
+    return out
+
+
+def test_bm25_matches_a_naive_implementation() -> None:
+    rng = np.random.default_rng(15)
+    vocab = ["common"] * 6 + [f"w{i}" for i in range(40)]
+    docs = [[vocab[j] for j in rng.integers(0, len(vocab), rng.integers(1, 12))] for _ in range(500)]
+    index = KeywordIndex()
+    index.add([" ".join(d) for d in docs[:300]])
+    index.add([" ".join(d) for d in docs[300:]])
+    index.delete(np.arange(0, 500, 9))
+    alive = [i % 9 != 0 for i in range(500)]
+    for query in (["common"], ["w3"], ["w5", "common", "w7"], ["absent"]):  # dense and sparse accumulation
+        rows, scores = index.scores(" ".join(query))
+        assert dict(zip(rows.tolist(), scores.tolist(), strict=True)) == pytest.approx(naive_bm25(docs, alive, query))
+
+
 def test_bm25_ranks_the_exact_term_document_first() -> None:
     texts = [f"general notes about shipping and invoices number {i}" for i in range(300)]
     texts[123] = "the quarterly zeppelin maintenance schedule"
