@@ -17,9 +17,9 @@ Package
 
 Provenance
     Topics: TREC 2024 RAG track (NIST). Passages: the segmented MS MARCO v2.1 document corpus (Microsoft).
-    Responses and citations: the Webis crowdsourcing study of RAG responses (Gienapp et al., "The Viability
-    of Crowdsourcing for RAG Evaluation", SIGIR 2025), as used by Merker et al., ICTIR 2025 and bundled
-    with ir_axioms. Nothing here was written for Outcrop.
+    Responses and citations: the Webis group's crowdsourcing study of RAG responses, as used in Merker et al.,
+    "Axioms for Retrieval-Augmented Generation", ICTIR 2025 (see the package's
+    docs/walkthroughs/rag-evaluation.md and experiments/ictir2025.ipynb). Nothing here was written for Outcrop.
 
 Labels
     A segment is relevant to a topic when at least one of the topic's *human-written* responses cites it
@@ -122,7 +122,7 @@ def load(limit_queries: int | None = None) -> tuple[dict[str, str], dict[str, st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--limit-queries", type=int, default=None)
     args = parser.parse_args()
 

@@ -120,6 +120,21 @@ def timed_blocks(runners: dict[str, Any], queries: np.ndarray, rounds: int) -> d
     return {name: (len(queries) / elapsed[name], results[name]) for name in runners}
 
 
+def ef_sweep(ours: Any, reference: Any, queries: np.ndarray, truth: np.ndarray, values: list[int]) -> list[dict]:
+    """Recall@10 and QPS (one thread) of ours and the reference at several efSearch values."""
+    rows = []
+    for ef in values:
+        ours.ef_search = reference.hnsw.efSearch = ef
+        runs = timed_blocks({"ours": lambda q: [h.id for h in ours.search(q, K)],
+                             "faiss": lambda q: reference.search(q[None, :], K)[1][0].tolist()}, queries, 4)
+        rows.append({"ef": ef, "recall_ours": round(recall(runs["ours"][1], truth), 4),
+                     "recall_faiss": round(recall(runs["faiss"][1], truth), 4),
+                     "qps_ours": round(runs["ours"][0]), "qps_faiss": round(runs["faiss"][0]),
+                     "qps_ratio": round(runs["ours"][0] / runs["faiss"][0], 3)})
+        print(f"  ef sweep {rows[-1]}", file=sys.stderr, flush=True)
+    return rows
+
+
 def time_path(collection: Any, path: str, queries: np.ndarray, allowed: np.ndarray) -> tuple[float, list]:
     """One search path of ours, forced: the HNSW walk with the filter's bitmap, or the exact scan (mask to rows
     included, as in `EmbeddedCollection._nearest`)."""
@@ -179,6 +194,9 @@ def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
                                   queries, 1)["ours"]
         result[f"filtered_{label}"] = {"qps": round(qps), "recall": round(recall(found, filtered_truth), 4),
                                        "allowed_rows": int(masks[label].sum())}
+    if args.ef_sweep:
+        result["ef_sweep"] = ef_sweep(ours, reference, queries, truth, [int(e) for e in args.ef_sweep.split(",")])
+        ours.ef_search = reference.hnsw.efSearch = args.ef
     if args.crossover:
         result["crossover"] = crossover(ours, queries[: args.crossover_queries], data, masks["rank"])
     faiss.omp_set_num_threads(build_threads)
@@ -196,6 +214,11 @@ def table(results: list[dict[str, Any]]) -> str:
                      f"{f10['qps']:,}, {f10['recall']} | {f1['qps']:,}, {f1['recall']} | {r['dump_mb_per_million']} | "
                      f"{r['rss_growth_mb_per_million']} |")
     for r in results:
+        if "ef_sweep" in r:
+            lines += ["", f"efSearch sweep at n={r['n']:,} (one thread):", "",
+                      "| efSearch | recall@10 ours / FAISS | QPS ours / FAISS (ratio) |", "|---|---|---|"]
+            lines += [f"| {e['ef']} | {e['recall_ours']} / {e['recall_faiss']} | {e['qps_ours']:,} / {e['qps_faiss']:,} "
+                      f"({e['qps_ratio']}) |" for e in r["ef_sweep"]]
         if "crossover" in r:
             lines += ["", f"Crossover at n={r['n']:,} (ms per query, recall@10):", "",
                       "| allowed | rows | HNSW ms | HNSW recall | exact ms | exact recall |", "|---|---|---|---|---|---|"]
@@ -212,6 +235,7 @@ def main() -> None:
     ap.add_argument("--ef", type=int, default=embedded.EF_SEARCH)
     ap.add_argument("--spread", type=float, default=1.0, help="cluster noise norm relative to the centre")
     ap.add_argument("--reference", choices=("build", "copy"), default="build")
+    ap.add_argument("--ef-sweep", default="16,24,32,48,64", help="efSearch values to sweep ('' for none)")
     ap.add_argument("--crossover", action="store_true")
     ap.add_argument("--crossover-queries", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)

@@ -11,6 +11,7 @@ from outcrop.errors import Invalid, ModelNotReady
 from outcrop.types import EmbeddingResult
 
 _BATCH = 32
+_FEW = 4  # up to this many texts: one thread (see _use_threads)
 
 
 class SentenceTransformersEngine(Engine):
@@ -23,8 +24,8 @@ class SentenceTransformersEngine(Engine):
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         st = require("sentence_transformers", "local")
         self._torch = require("torch", "local")
-        if self.context.threads:
-            self._torch.set_num_threads(self.context.threads)
+        self._threads = self.context.threads or self._torch.get_num_threads()
+        self._current_threads = 0
         if not self.context.model_path:
             raise ModelNotReady(f"model {self.spec.model_id} has no path")
         try:
@@ -44,11 +45,20 @@ class SentenceTransformersEngine(Engine):
         vectors: list[list[float]] = []
         tokens = 0
         with self._lock:
+            self._use_threads(1 if len(texts) <= _FEW else self._threads)
             for start in range(0, len(texts), _BATCH):
                 batch, count = self._forward(texts[start:start + _BATCH], dimensions, normalize)
                 vectors.extend(batch)
                 tokens += count
         return EmbeddingResult(vectors=vectors, input_tokens=tokens)
+
+    def _use_threads(self, threads: int) -> None:
+        """One thread for a query or a few, every core for a batch. torch's OpenMP workers spin-wait for each
+        other: with a core busy elsewhere (llama.cpp generating, another process), a one-sentence embedding on
+        2 threads took ~500 ms instead of ~16 ms on 1 (docs/benchmarks.md, issue 5)."""
+        if threads != self._current_threads:
+            self._torch.set_num_threads(threads)
+            self._current_threads = threads
 
     def _forward(self, texts: list[str], dimensions: int | None = None, normalize: bool = True) -> tuple[Any, int]:
         """Tokenize once (the token count comes from the same pass) and run the model's modules directly:

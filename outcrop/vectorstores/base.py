@@ -119,39 +119,50 @@ def _array_from(view: memoryview, base: int, name: str, entry: Mapping[str, Any]
 
 
 class ReadWriteLock:
-    """Many concurrent readers or one writer; a waiting writer holds back new readers (no starvation)."""
+    """Many concurrent readers or one writer; a waiting writer holds back new readers (no starvation).
+
+    Readers call acquire_read / release_read directly: searches take this lock on every call, and a context
+    manager's generator costs more than the two lock round trips themselves.
+    """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._mutex = threading.Lock()
+        self._changed = threading.Condition(self._mutex)
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
 
-    @contextmanager
-    def reading(self) -> Iterator[None]:
-        with self._cond:
+    def acquire_read(self) -> None:
+        with self._mutex:
             while self._writer or self._writers_waiting:
-                self._cond.wait()
+                self._changed.wait()
             self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+
+    def release_read(self) -> None:
+        with self._mutex:
+            self._readers -= 1
+            if not self._readers and self._writers_waiting:
+                self._changed.notify_all()
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        with self._cond:
+        with self._mutex:
             self._writers_waiting += 1
             while self._writer or self._readers:
-                self._cond.wait()
+                self._changed.wait()
             self._writers_waiting -= 1
             self._writer = True
         try:
             yield
         finally:
-            with self._cond:
+            with self._mutex:
                 self._writer = False
-                self._cond.notify_all()
+                self._changed.notify_all()
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        self.acquire_read()
+        try:
+            yield
+        finally:
+            self.release_read()

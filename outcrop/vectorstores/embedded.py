@@ -21,8 +21,10 @@ from outcrop.vectorstores.keyword import KeywordIndex, fuse_min_max, top_k
 
 HNSW_M = 32
 EF_CONSTRUCTION = 200
-# Smallest efSearch with recall@10 >= 0.95 on bench/vectorstore.py's clustered data at 1M rows (see its results).
-EF_SEARCH = 64
+# bench/vectorstore.py's clustered data at 100k rows: recall@10 0.95 / 0.98 / 0.994 / 0.999 at efSearch 16 / 24 /
+# 32 / 48. Recall at a fixed efSearch falls as the collection grows (efSearch 16: 0.997 at 20k, 0.95 at 100k),
+# so 48 keeps a margin for 1M rows.
+EF_SEARCH = 48
 # Exact scan instead of the HNSW walk when few rows are allowed: exact costs ~0.18 µs per allowed row, while a
 # filtered walk costs ~efSearch / selectivity and loses recall when the filter is selective. Measured with
 # bench/vectorstore.py --crossover (see its docstring).
@@ -69,11 +71,11 @@ class EmbeddedCollection:
             raise Invalid("dimension must be a positive integer")
         if metric not in METRICS:
             raise Invalid(f"metric must be one of {', '.join(METRICS)}")
-        faiss = _faiss()
-        self.dimension, self.metric, self.ef_search = dimension, metric, ef_search
+        self._faiss = faiss = _faiss()
+        self.dimension, self.metric = dimension, metric
         self.fusion: Callable[[np.ndarray, np.ndarray], np.ndarray] = fuse_min_max
         self._index = index if index is not None else self._new_index()
-        self._index.hnsw.efSearch = ef_search
+        self.ef_search = ef_search
         self._flat = faiss.downcast_index(self._index.storage)
         self._row_ids = Growable(np.int64)
         self._row_of: dict[int, int] = {}
@@ -83,6 +85,15 @@ class EmbeddedCollection:
         self._metadata = MetadataColumns()
         self._keywords = KeywordIndex()
         self._lock = ReadWriteLock()
+
+    @property
+    def ef_search(self) -> int:
+        """Candidates kept during an HNSW walk (at least k are): the recall / speed knob."""
+        return self._ef_search
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        self._ef_search = self._index.hnsw.efSearch = int(value)
 
     def _new_index(self) -> Any:
         faiss = _faiss()
@@ -137,16 +148,19 @@ class EmbeddedCollection:
             vectors /= np.where(norms > 0, norms, 1.0)
         return vectors
 
-    def _check_query(self, vector: Any) -> np.ndarray:
-        query = np.asarray(vector, dtype=np.float32).reshape(-1)  # maybe the caller's array: never written to
+    def _check_query(self, vector: Any) -> tuple[np.ndarray, float]:
+        """The query as a contiguous float32 row (maybe the caller's own array: never written to) and the factor
+        that turns its inner products into cosines. The query itself is not normalized: scaling it changes no
+        ranking, and every numpy call saved counts here (each runs with caches cold from the graph walk)."""
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
         if query.shape != (self.dimension,):
             raise Invalid(f"the query vector must have dimension {self.dimension}, got {query.size} values")
-        squared = float(query @ query)
+        squared = float(np.dot(query, query))
         if not math.isfinite(squared):
             raise Invalid("the query vector must be finite")
-        if self.metric == "cosine" and squared > 0:
-            query = query / np.float32(math.sqrt(squared))
-        return query
+        if self.metric != "cosine" or squared == 0.0:
+            return query, 1.0
+        return query, 1.0 / math.sqrt(squared)
 
     def delete(self, ids: Iterable[int]) -> None:
         with self._lock.writing():
@@ -174,9 +188,9 @@ class EmbeddedCollection:
         keep = np.flatnonzero(self._alive.view)
         vectors = np.array(self._vectors()[keep])
         self._index = self._new_index()
-        self._index.hnsw.efSearch = self.ef_search
+        self.ef_search = self._ef_search  # onto the new graph
         self._index.add(vectors)
-        self._flat = _faiss().downcast_index(self._index.storage)
+        self._flat = self._faiss.downcast_index(self._index.storage)
         self._metadata.take(keep)
         self._keywords.take(keep)
         self._row_ids = Growable(np.int64, self._row_ids.view[keep])
@@ -195,17 +209,21 @@ class EmbeddedCollection:
             raise Invalid("k must be a positive integer")
         if mode == "HYBRID" and (not isinstance(text, str) or not text.strip()):
             raise Invalid("HYBRID search needs the query text")
-        query = self._check_query(vector)
+        query, scale = self._check_query(vector)
         node = compile_filter(filter) if filter is not None else None
-        with self._lock.reading():
+        self._lock.acquire_read()
+        try:
             allowed = self._allowed(node)
             if mode == "HYBRID":
-                rows, scores = self._hybrid(query, k, allowed, str(text))
+                rows, fused = self._hybrid(query, scale, k, allowed, str(text))
+                scores = fused.tolist()
             else:
                 rows, sims = self._nearest(query, k, allowed)
-                scores = self._similarity_score(sims)
-            ids = self._row_ids.view[rows].tolist()
-        return [Hit(i, s) for i, s in zip(ids, scores.tolist(), strict=True)]
+                scores = self._similarity_scores(sims, scale)
+            ids = self._row_ids.view.take(rows).tolist()
+        finally:
+            self._lock.release_read()
+        return list(map(Hit, ids, scores))
 
     def _allowed(self, node: Filter | None) -> Allowed:
         """Rows a search may return: the filter's rows that are alive."""
@@ -235,21 +253,24 @@ class EmbeddedCollection:
         return self._hnsw(query, k, allowed)
 
     def _hnsw(self, query: np.ndarray, k: int, allowed: Allowed) -> tuple[np.ndarray, np.ndarray]:
-        if allowed.mask is None:
-            sims, rows = self._index.search(query[None, :], k)
-        else:
-            faiss = _faiss()
+        faiss = self._faiss
+        params = selector = bits = None  # all three must stay referenced until search_c returns
+        if allowed.mask is not None:
             bits = allowed.bitmap()
             selector = faiss.IDSelectorBitmap(len(allowed.mask), faiss.swig_ptr(bits))
             params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, k))
-            sims, rows = self._index.search(query[None, :], k, params=params)
-        found = rows[0] >= 0
-        return rows[0][found], sims[0][found]
+        sims, rows = np.empty(k, dtype=np.float32), np.empty(k, dtype=np.int64)
+        # search_c skips the wrapper's conversions and checks: `query` is already a contiguous float32 row
+        self._index.search_c(1, faiss.swig_ptr(query), k, faiss.swig_ptr(sims), faiss.swig_ptr(rows), params)
+        if rows[k - 1] < 0:  # fewer than k found: FAISS pads the tail with -1
+            found = rows >= 0
+            return rows[found], sims[found]
+        return rows, sims
 
     def _exact(self, query: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k among `rows`, by FAISS reading the rows in place: ~0.18 µs per 384-d row here, where a
         numpy gather + matmul was 2-4x slower (the copy, and OpenBLAS threads waking up under load)."""
-        faiss = _faiss()
+        faiss = self._faiss
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         query = np.ascontiguousarray(query, dtype=np.float32)
         vectors = self._vectors()
@@ -266,19 +287,16 @@ class EmbeddedCollection:
         if not total:
             return np.empty((0, self.dimension), dtype=np.float32)
         pointer = self._flat.get_xb()
-        return _faiss().rev_swig_ptr(pointer, total * self.dimension).reshape(total, self.dimension)
+        return self._faiss.rev_swig_ptr(pointer, total * self.dimension).reshape(total, self.dimension)
 
-    def _similarity_score(self, sims: np.ndarray) -> np.ndarray:
-        """Cosine mapped to [0, 1] as (1 + cos) / 2; a dot product is returned as it is."""
-        scores = sims.astype(np.float64)
-        if self.metric == "cosine":
-            scores += 1.0
-            scores *= 0.5
-            np.minimum(scores, 1.0, out=scores)  # float32 rounding can step just past 1 (or below 0)
-            np.maximum(scores, 0.0, out=scores)
-        return scores
+    def _similarity_scores(self, sims: np.ndarray, scale: float) -> list[float]:
+        """Cosine mapped to [0, 1] as (1 + cos) / 2 (clamped: float32 rounding); a dot product as it is."""
+        if self.metric != "cosine":
+            return sims.tolist()
+        return [min(1.0, max(0.0, 0.5 + 0.5 * scale * sim)) for sim in sims.tolist()]
 
-    def _hybrid(self, query: np.ndarray, k: int, allowed: Allowed, text: str) -> tuple[np.ndarray, np.ndarray]:
+    def _hybrid(self, query: np.ndarray, scale: float, k: int, allowed: Allowed,
+                text: str) -> tuple[np.ndarray, np.ndarray]:
         """Vector and BM25 candidates under the same mask, each rescored on both sides, then fused."""
         pool = max(k, HYBRID_POOL)
         vector_rows, _ = self._nearest(query, pool, allowed)
@@ -287,7 +305,7 @@ class EmbeddedCollection:
         candidates = np.union1d(vector_rows, best_keyword_rows)
         if not len(candidates):
             return candidates, np.empty(0, dtype=np.float64)
-        semantic = self._similarity_score(self._vectors()[candidates] @ query)
+        semantic = np.array(self._similarity_scores(self._vectors()[candidates] @ query, scale))
         keyword = _lookup(keyword_rows, keyword_scores, candidates)
         return top_k(candidates, self.fusion(semantic, keyword), k)
 
