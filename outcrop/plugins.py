@@ -7,8 +7,7 @@ from typing import Any
 
 import pluggy
 
-hookspec = pluggy.HookspecMarker("outcrop")
-hookimpl = pluggy.HookimplMarker("outcrop")
+from outcrop.markers import hookimpl, hookspec  # noqa: F401  (hookimpl: re-exported for plugins)
 
 
 class Hooks:

@@ -70,7 +70,10 @@ class Reranker:
                 from sentence_transformers import CrossEncoder
 
                 self._cross = CrossEncoder(str(path), device="cpu", local_files_only=True)
-            logits = np.asarray(self._cross.predict([(query, t) for t in texts]), dtype=np.float32)
+            import torch
+
+            logits = np.asarray(self._cross.predict([(query, t) for t in texts], activation_fn=torch.nn.Identity()),
+                                dtype=np.float32)
         return 1.0 / (1.0 + np.exp(-logits))  # type: ignore[no-any-return]
 
 
