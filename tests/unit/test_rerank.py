@@ -70,4 +70,4 @@ def test_by_default_bedrock_rerank_models_score_with_the_default_embedder(tmp_pa
     reranker = Reranker(Settings(home=tmp_path), embedder)  # type: ignore[arg-type]
     scores = reranker.scores("cohere.rerank-v3-5:0", "q", ["far", "near"])
     assert embedder.model == Settings(home=tmp_path).default_embedding_model
-    assert scores[1] > scores[0] and 0 <= scores.min() and scores.max() <= 1
+    assert scores[1] > scores[0] and scores.min() >= 0 and scores.max() <= 1
