@@ -1,6 +1,6 @@
 """Bedrock `RetrievalFilter`s: validated into a small tree, evaluated over columnar metadata to a row mask.
 
-Semantics (Bedrock on OpenSearch: each operator is a term/range/prefix query, notX is `must_not`):
+Semantics, as with Bedrock on OpenSearch, where notEquals / notIn are the negations (`must_not`) of equals / in:
 - a row lacking the key matches no positive operator, so `notEquals` and `notIn` match it ("not equal");
 - numbers compare with numbers, strings with strings (lexicographically); a type mismatch never matches;
 - equals/notEquals/in/notIn and the range operators look at scalar values; a list value is reached through
@@ -296,7 +296,9 @@ class MetadataColumns:
         numbers = [v[1] for v in values if v[0] == "n"]
         codes = [column.code_of[v] for v in values if v[0] != "n" and v in column.code_of]
         result = self._codes_in(column, np.array(codes, dtype=np.int32))
-        if numbers:
+        if len(numbers) == 1:
+            result |= self._numbers(column, lambda column_values: column_values == numbers[0])
+        elif numbers:
             result |= self._numbers(column, lambda column_values: np.isin(column_values, numbers))
         return result
 
@@ -309,18 +311,12 @@ class MetadataColumns:
     def _codes_in(self, column: KeyColumn, codes: np.ndarray) -> np.ndarray:
         if column.codes is None or not len(codes):
             return np.zeros(self.n_rows, dtype=bool)
-        if len(codes) == 1:
-            return column.codes.view == codes[0]
-        table = np.zeros(len(column.values) + 1, dtype=bool)  # the extra last slot answers code -1
-        table[codes] = True
-        return table[column.codes.view]
+        return _members(column.codes.view, codes, len(column.values))
 
     def _lists_with(self, column: KeyColumn, codes: np.ndarray) -> np.ndarray:
         result = np.zeros(self.n_rows, dtype=bool)
         if len(codes) and len(column.list_rows):
-            table = np.zeros(len(column.values), dtype=bool)
-            table[codes] = True
-            result[column.list_rows.view[table[column.list_codes.view]]] = True
+            result[column.list_rows.view[_members(column.list_codes.view, codes, len(column.values))]] = True
         return result
 
     # --- serialization ---
@@ -367,6 +363,19 @@ def _check_ranges(column: KeyColumn, n_rows: int) -> None:
         ok = ok and (not len(array) or (int(array.min()) >= low and int(array.max()) < high))
     if not ok:
         raise Invalid("vector index dump: corrupt metadata columns")
+
+
+def _members(values: np.ndarray, codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """values[i] in codes, elementwise (codes -1 never match): a few codes by comparison, more by table lookup.
+    (np.isin measured 5-30 ms on 1M int32 rows here; a comparison is ~0.2 ms, a table lookup ~5 ms.)"""
+    if len(codes) <= 4:
+        result = values == codes[0]
+        for code in codes[1:]:
+            result |= values == code
+        return result
+    table = np.zeros(n_codes + 1, dtype=bool)  # the extra last slot answers code -1
+    table[codes] = True
+    return table.take(values)
 
 
 def _sized(array: np.ndarray, n_rows: int) -> np.ndarray:

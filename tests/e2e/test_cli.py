@@ -96,3 +96,34 @@ def test_admin_commands_while_the_server_runs(server):
     assert run("keys", "kms-disable", cmk["KeyId"])["KeyState"] == "Disabled"  # type: ignore[index]
     denied = outcrop(server.home, "accounts", "suspend", server.creds["account_id"])
     assert denied.returncode == 1 and "own account" in denied.stderr
+
+
+def test_kb_commands_beside_a_running_server(server):
+    """`outcrop kb` in-process on the running server's data dir: the server sees what the CLI indexed."""
+    import uuid
+
+    folder = server.home / "files" / f"cli-{uuid.uuid4().hex[:6]}"  # <home>/files: allowed by default
+    folder.mkdir(parents=True)
+    (folder / "tides.md").write_text("# Tides\n\nThe Quillon harbour gate closes two hours before low tide.\n")
+    (folder / "birds.txt").write_text("Puffins nest on the north cliffs of Skarvey from April to August.\n")
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    created = outcrop(server.home, "kb", "create", name)
+    assert created.returncode == 0, created.stderr
+    kb_id = json.loads(created.stdout)["knowledgeBaseId"]
+    added = outcrop(server.home, "kb", "add-source", kb_id, "notes", "--dir", str(folder), "--max-tokens", "50")
+    assert added.returncode == 0, added.stderr
+    ds_id = json.loads(added.stdout)["dataSourceId"]
+    synced = outcrop(server.home, "kb", "sync", kb_id, ds_id)
+    assert synced.returncode == 0, synced.stderr
+    job = json.loads(synced.stdout)
+    assert job["status"] == "COMPLETE" and job["statistics"]["numberOfNewDocumentsIndexed"] == 2
+    assert "sync: 2 new" in synced.stderr  # the progress line
+    queried = outcrop(server.home, "kb", "query", kb_id, "when do puffins nest", "-n", "1")
+    assert queried.returncode == 0, queried.stderr
+    assert json.loads(queried.stdout)[0]["source"].endswith("birds.txt")
+    asked = outcrop(server.home, "kb", "ask", kb_id, "When does the Quillon harbour gate close?")
+    assert asked.returncode == 0, asked.stderr
+    assert "low tide" in asked.stdout.lower()
+    runtime = server.client("bedrock-agent-runtime")  # the server reloads the index the CLI changed
+    hits = runtime.retrieve(knowledgeBaseId=kb_id, retrievalQuery={"text": "harbour gate tide"})["retrievalResults"]
+    assert hits[0]["metadata"]["x-amz-bedrock-kb-source-uri"].endswith("tides.md")

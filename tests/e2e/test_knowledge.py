@@ -310,6 +310,51 @@ def test_direct_ingestion_of_custom_documents(world: World) -> None:
     assert all(r["metadata"][SOURCE_URI] != "note-2" for r in world.retrieve("Gannet drone battery", 10))
 
 
+LONG_TEXT = (
+    "The Ardent ferry company was founded in 1911 by two brothers from Oban. Its first boat carried mail and "
+    "sheep to the outer isles. During the war the fleet was requisitioned and two boats were lost. "
+    "After the war the company rebuilt its fleet with diesel vessels. "
+    "Volcanic soils are rich in minerals such as potassium and phosphorus. They hold water well and drain "
+    "quickly after rain. Vineyards on volcanic slopes often produce wines with a distinct mineral taste. "
+    "Farmers on the slopes of Etna grow pistachios, citrus and grapes in black volcanic earth. ") * 3
+
+
+def _custom(agent: Any, kb_id: str, name: str, chunking: dict[str, Any], policy: str = "DELETE") -> str:
+    ds = agent.create_data_source(knowledgeBaseId=kb_id, name=name, dataSourceConfiguration={"type": "CUSTOM"},
+                                  dataDeletionPolicy=policy,
+                                  vectorIngestionConfiguration={"chunkingConfiguration": chunking})
+    ds_id = ds["dataSource"]["dataSourceId"]
+    details = agent.ingest_knowledge_base_documents(knowledgeBaseId=kb_id, dataSourceId=ds_id, documents=[{
+        "content": {"dataSourceType": "CUSTOM", "custom": {
+            "customDocumentIdentifier": {"id": f"{name}-doc"}, "sourceType": "IN_LINE",
+            "inlineContent": {"type": "TEXT", "textContent": {"data": LONG_TEXT}}}}}])["documentDetails"]
+    assert details[0]["status"] == "INDEXED", details
+    return ds_id  # type: ignore[no-any-return]
+
+
+def test_hierarchical_semantic_chunking_and_retain(world: World) -> None:
+    only = {"equals": {"key": SOURCE_URI, "value": "hier-doc"}}
+    _custom(world.agent, world.kb_id, "hier", {"chunkingStrategy": "HIERARCHICAL", "hierarchicalChunkingConfiguration": {
+        "levelConfigurations": [{"maxTokens": 120}, {"maxTokens": 30}], "overlapTokens": 5}})
+    parents = world.retrieve("Which crops grow on the volcanic slopes of Etna?", 3, filter=only)
+    # children are matched, their parents returned: longer than any child, and each parent once
+    assert len({r["content"]["text"] for r in parents}) == len(parents)
+    assert all(40 < len(r["content"]["text"].split()) <= 140 for r in parents)
+    assert "pistachios" in parents[0]["content"]["text"]
+    _custom(world.agent, world.kb_id, "sem", {"chunkingStrategy": "SEMANTIC", "semanticChunkingConfiguration": {
+        "maxTokens": 200, "bufferSize": 0, "breakpointPercentileThreshold": 90}})
+    semantic = world.retrieve("When was the ferry company founded?", 1,
+                              filter={"equals": {"key": SOURCE_URI, "value": "sem-doc"}})[0]
+    assert "1911" in semantic["content"]["text"]
+    kept = _custom(world.agent, world.kb_id, "kept", {"chunkingStrategy": "NONE"}, policy="RETAIN")
+    world.agent.delete_data_source(knowledgeBaseId=world.kb_id, dataSourceId=kept)
+    with pytest.raises(ClientError) as caught:
+        world.agent.get_data_source(knowledgeBaseId=world.kb_id, dataSourceId=kept)
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    retained = world.retrieve("ferry company founded", 1, filter={"equals": {"key": SOURCE_URI, "value": "kept-doc"}})
+    assert retained and "1911" in retained[0]["content"]["text"]  # RETAIN: still searchable
+
+
 def test_resync_processes_only_changes(world: World) -> None:
     """Runs last in this module: it changes the corpus."""
     s3_ds, dir_ds = world.s3_source["dataSourceId"], world.dir_source["dataSourceId"]
