@@ -10,10 +10,14 @@ points from the same clusters. Ground truth is exact (chunked matmul). For each 
   filtered   ours only, filters allowing ~10 % (a number equals) and ~1 % (a string equals) of rows; recall
              against the exact filtered ground truth
   memory     dump bytes per million vectors and RSS growth of the build
+  ef sweep   recall@10 and QPS of both at several efSearch values (how EF_SEARCH was picked)
 --crossover also times both search paths (filtered HNSW walk vs exact scan of the allowed rows) across
 selectivities; that is how the EXACT_* thresholds were picked.
+A 1M-row build should take ~30 min on 2 busy cores (measured 3.3 min at 100k, 9 min at 300k): use --reference
+copy there to build once.
 
-Run: python bench/vectorstore.py [--sizes 100000,1000000] [--queries 1000] [--crossover] [--reference build|copy]
+Run: python bench/vectorstore.py [--sizes 100000,1000000] [--queries 1000] [--ef-sweep 16,24,32,48,64]
+                                 [--crossover] [--reference build|copy]
 """
 
 from __future__ import annotations

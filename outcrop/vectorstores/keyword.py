@@ -230,3 +230,14 @@ def fuse_reciprocal_rank(semantic: np.ndarray, keyword: np.ndarray, constant: in
 
     fused = reciprocal(semantic, np.ones(len(semantic), dtype=bool)) + reciprocal(keyword, keyword > 0)
     return fused * (constant + 1) / 2.0
+
+
+def fuse_boost(semantic: np.ndarray, keyword: np.ndarray, weight: float = 0.1) -> np.ndarray:
+    """Semantic score plus a bounded keyword boost: `weight` × BM25 / its maximum.
+
+    Unlike min-max fusion, the semantic scale is not stretched over the candidate pool, so close semantic
+    scores stay close and the keyword side reorders them only by its own margin; a keyword-only candidate
+    still enters the pool and can rise when its terms match strongly. Scaled back into [0, 1]."""
+    top = float(keyword.max()) if len(keyword) else 0.0
+    boost = weight * keyword / top if top > 0 else np.zeros_like(semantic)
+    return (semantic + boost) / (1.0 + weight)  # type: ignore[no-any-return]

@@ -23,7 +23,7 @@ from outcrop.storage.repositories import AccountScope
 from outcrop.storage.tables import DataSource, KnowledgeBase
 
 DEFAULT_RESULTS = 5
-RERANK_POOL = 50  # candidates fetched for a reranker to reorder
+RERANK_POOL = 20  # at least this many candidates for a reranker to reorder (twice the results when more)
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class RetrievalService:
         model = json.loads(kb.configuration)["vectorKnowledgeBaseConfiguration"]["embeddingModelArn"]
         vector = self.embedder.embed(model, [text], kb.dimension)[0]
         collection = self.indexes.collection(kb)
-        wanted = max(count, RERANK_POOL) if rerank else count
+        wanted = max(2 * count, RERANK_POOL) if rerank else count
         hits = collection.search(vector, wanted * 2, filter=search.get("filter"), text=text, mode=mode)
         passages = self._passages(kb, hits, wanted)
         if rerank:
