@@ -7,6 +7,7 @@ rebuilt without them once they pass COMPACT_DEAD_FRACTION of the rows.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -75,7 +76,8 @@ class EmbeddedCollection:
             raise Invalid(f"metric must be one of {', '.join(METRICS)}")
         self._faiss = faiss = _faiss()
         self.dimension, self.metric = dimension, metric
-        self.fusion: Callable[[np.ndarray, np.ndarray], np.ndarray] = fuse_min_max
+        # chosen on half of a labelled set (bench/fusion_tuning.py, docs/benchmarks.md): min-max, 0.8 semantic
+        self.fusion: Callable[[np.ndarray, np.ndarray], np.ndarray] = functools.partial(fuse_min_max, weight=0.8)
         self._index = index if index is not None else self._new_index()
         self.ef_search = ef_search
         self._flat = faiss.downcast_index(self._index.storage)
