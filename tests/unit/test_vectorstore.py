@@ -15,7 +15,7 @@ from outcrop.errors import Invalid  # noqa: E402
 from outcrop.vectorstores import embedded  # noqa: E402
 from outcrop.vectorstores.embedded import EmbeddedCollection, EmbeddedStore, builtin_stores  # noqa: E402
 from outcrop.vectorstores.filters import MetadataColumns, compile_filter  # noqa: E402
-from outcrop.vectorstores.keyword import KeywordIndex, tokenize  # noqa: E402
+from outcrop.vectorstores.keyword import KeywordIndex, fuse_min_max, tokenize  # noqa: E402
 
 DIM = 24
 
@@ -308,6 +308,7 @@ def test_tombstones_then_compaction(force_hnsw: None) -> None:
     metadata = [{"tag": "even" if i % 2 == 0 else "odd"} for i in range(n)]
     texts = [f"row {i} " + ("walrus" if i % 50 == 0 else "plain") for i in range(n)]
     collection, vectors, ids = filled(n, seed=8, metadata=metadata, texts=texts)
+    collection.fusion = fuse_min_max  # equal weights: these test the mechanism, not the tuned default
     collection.delete(ids[:150].tolist())  # 15 %: tombstones only
     assert collection._dead == 150 and len(collection) == 850
     query = vectors[0]
@@ -403,6 +404,7 @@ def test_bm25_ranks_the_exact_term_document_first() -> None:
     texts = [f"general notes about shipping and invoices number {i}" for i in range(300)]
     texts[123] = "the quarterly zeppelin maintenance schedule"
     collection, vectors, ids = filled(300, seed=12, texts=texts)
+    collection.fusion = fuse_min_max  # equal weights: these test the mechanism, not the tuned default
     rows, _ = collection._keywords.search("zeppelin schedule", 5)
     assert int(collection._row_ids.view[rows[0]]) == ids[123]
     hits = collection.search(vectors[5], 5, text="Zeppelin", mode="HYBRID")
@@ -415,6 +417,7 @@ def test_hybrid_finds_documents_only_keyword_search_sees() -> None:
     texts[77] = "the xylophone recital"
     metadata = [{"group": i % 4} for i in range(n)]
     collection, vectors, ids = filled(n, seed=13, metadata=metadata, texts=texts)
+    collection.fusion = fuse_min_max  # equal weights: these test the mechanism, not the tuned default
     query = -vectors[77]  # as far as possible from the keyword match
     semantic = [h.id for h in collection.search(query, 5)]
     hybrid = collection.search(query, 5, text="xylophone", mode="HYBRID")
