@@ -82,6 +82,8 @@ class GenerationService:
                     parts.append(event.text)
                     yield {"output": {"text": event.text}}
             text = "".join(parts).strip()
+            if not parts:
+                yield {"output": {"text": ""}}  # an empty answer is still an answer (and a started stream)
             for citation in await asyncio.to_thread(self.cite, prepared, text):
                 yield {"citation": {**citation, "citation": citation}}
             await asyncio.to_thread(self._remember, ctx, prepared, text)
