@@ -10,6 +10,7 @@ app = typer.Typer(name="outcrop", help="Amazon Bedrock's capabilities on your ow
                   pretty_exceptions_enable=False)
 app.command("serve")(serve.serve)
 app.command("env")(serve.env)
+app.command("worker")(serve.worker)
 app.add_typer(models.app, name="models")
 app.command("chat")(chat.chat)
 app.command("embed")(chat.embed)

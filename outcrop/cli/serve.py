@@ -84,3 +84,21 @@ def env() -> None:
 
     creds = Credentials(**json.loads(path.read_text()))
     print(export_lines(settings, creds))
+
+
+def worker() -> None:
+    """Run jobs (ingestion, ...) from the shared database, beside or instead of a server's own worker."""
+    import threading
+
+    from outcrop.server.deps import Services
+
+    with friendly_errors():
+        services = Services.build(load_settings())
+        services.jobs.start()
+        console.print("[green]job worker running[/green] (Ctrl-C stops it; a job it was running resumes elsewhere)")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            services.close()
