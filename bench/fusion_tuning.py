@@ -25,12 +25,14 @@ from bench.retrieval_quality import SEED, ingest, metrics, ranked_docs  # noqa: 
 from outcrop.server.deps import Services  # noqa: E402
 from outcrop.settings import Settings  # noqa: E402
 from outcrop.storage.tables import KnowledgeBase  # noqa: E402
-from outcrop.vectorstores.keyword import fuse_boost, fuse_min_max, fuse_reciprocal_rank  # noqa: E402
+from outcrop.vectorstores.keyword import fuse_adaptive, fuse_boost, fuse_min_max, fuse_reciprocal_rank  # noqa: E402
 
 CANDIDATES: dict[str, Callable[..., object] | None] = {
     "SEMANTIC": None,
     **{f"min-max w={w}": functools.partial(fuse_min_max, weight=w) for w in (0.5, 0.6, 0.7, 0.8)},
     **{f"boost λ={w}": functools.partial(fuse_boost, weight=w) for w in (0.02, 0.05, 0.1, 0.2)},
+    **{f"adaptive w={w}": functools.partial(fuse_adaptive, weight=w) for w in (0.3, 0.5)},
+    **{f"adaptive graded w={w}": functools.partial(fuse_adaptive, weight=w, graded=True) for w in (0.3, 0.5)},
     "RRF k=60": fuse_reciprocal_rank,
 }
 

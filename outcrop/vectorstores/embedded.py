@@ -18,7 +18,7 @@ import numpy as np
 from outcrop.errors import Invalid
 from outcrop.vectorstores.base import METRICS, SEARCH_MODES, Hit, ReadWriteLock, pack_arrays, unpack_arrays
 from outcrop.vectorstores.filters import Filter, Growable, MetadataColumns, compile_filter
-from outcrop.vectorstores.keyword import KeywordIndex, fuse_min_max, top_k
+from outcrop.vectorstores.keyword import KeywordIndex, fuse_adaptive, top_k
 
 HNSW_M = 32
 EF_CONSTRUCTION = 200
@@ -76,8 +76,9 @@ class EmbeddedCollection:
             raise Invalid(f"metric must be one of {', '.join(METRICS)}")
         self._faiss = faiss = _faiss()
         self.dimension, self.metric = dimension, metric
-        # chosen on half of a labelled set (bench/fusion_tuning.py, docs/benchmarks.md): min-max, 0.8 semantic
-        self.fusion: Callable[[np.ndarray, np.ndarray], np.ndarray] = functools.partial(fuse_min_max, weight=0.8)
+        # chosen on half of a labelled set (bench/fusion_tuning.py, docs/benchmarks.md): keywords weigh up to
+        # 0.5, as much as they tell the best semantic candidates apart
+        self.fusion: Callable[[np.ndarray, np.ndarray], np.ndarray] = functools.partial(fuse_adaptive, weight=0.5)
         self._index = index if index is not None else self._new_index()
         self.ef_search = ef_search
         self._flat = faiss.downcast_index(self._index.storage)

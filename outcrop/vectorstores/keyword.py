@@ -241,3 +241,21 @@ def fuse_boost(semantic: np.ndarray, keyword: np.ndarray, weight: float = 0.1) -
     top = float(keyword.max()) if len(keyword) else 0.0
     boost = weight * keyword / top if top > 0 else np.zeros_like(semantic)
     return (semantic + boost) / (1.0 + weight)  # type: ignore[no-any-return]
+
+
+def fuse_adaptive(semantic: np.ndarray, keyword: np.ndarray, weight: float = 0.5, top: int = 20,
+                  graded: bool = False) -> np.ndarray:
+    """Min-max fusion whose keyword weight follows how much BM25 tells apart the best semantic candidates.
+
+    When the query's terms occur in (nearly) all of the `top` semantic candidates, BM25 cannot separate them
+    and its weight goes to 0 (the semantic order stands); when they occur in few — an identifier, a rare
+    name — the keyword side gets up to `weight`. `graded` measures spread by normalised BM25 instead of
+    presence."""
+    if not len(semantic):
+        return semantic
+    best = np.argsort(-semantic, kind="stable")[:top]
+    top_score = float(keyword.max())
+    if top_score <= 0:
+        return fuse_min_max(semantic, keyword, 1.0)
+    evidence = keyword[best] / top_score if graded else (keyword[best] > 0).astype(np.float64)
+    return fuse_min_max(semantic, keyword, 1.0 - weight * (1.0 - float(evidence.mean())))

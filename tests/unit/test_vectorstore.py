@@ -455,3 +455,15 @@ def test_concurrent_searches_and_writes() -> None:
 
 def test_builtin_store_registration() -> None:
     assert builtin_stores() == [EmbeddedStore] and EmbeddedStore.name == "embedded"
+
+
+def test_adaptive_fusion_weighs_keywords_only_when_they_discriminate() -> None:
+    from outcrop.vectorstores.keyword import fuse_adaptive
+
+    semantic = np.array([0.9, 0.8, 0.7, 0.6, 0.2])
+    everywhere = np.array([1.0, 2.0, 3.0, 4.0, 5.0])  # every top candidate has the terms: the semantic order stands
+    assert list(np.argsort(-fuse_adaptive(semantic, everywhere, top=4))) == [0, 1, 2, 3, 4]
+    rare = np.array([0.0, 0.0, 0.0, 0.0, 9.0])  # only one candidate has the rare term: it rises
+    assert np.argmax(fuse_adaptive(semantic, rare, weight=0.5, top=4)) in (0, 4)
+    assert fuse_adaptive(semantic, rare, weight=0.5, top=4)[4] > fuse_adaptive(semantic, everywhere * 0, top=4)[4]
+    assert list(fuse_adaptive(semantic, np.zeros(5))) == list((semantic - 0.2) / 0.7)
