@@ -9,6 +9,7 @@ A `<file>.metadata.json` sidecar next to a document carries its metadata attribu
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,10 @@ class SourceDocument:
     sidecar: Callable[[], bytes] | None  # the metadata sidecar, when there is one
 
 
-class Source:
+class Source(ABC):
+    @abstractmethod
     def documents(self) -> Iterator[SourceDocument]:
-        raise NotImplementedError
+        """Every document of the source, in a stable order."""
 
 
 def open_source(settings: Settings, configuration: dict[str, Any]) -> Source | None:
