@@ -21,6 +21,7 @@ from outcrop.core.jobs import ACTIVE, JobService
 from outcrop.core.knowledge.chunking import validate_chunking
 from outcrop.core.knowledge.embedder import Embedder
 from outcrop.core.knowledge.index import KnowledgeIndexes
+from outcrop.core.knowledge.ingestion import remove_documents
 from outcrop.core.knowledge.sources import validate_source
 from outcrop.errors import Conflict, Invalid, NotFound
 from outcrop.settings import Settings
@@ -254,8 +255,6 @@ class KnowledgeBaseService:
         """DELETE drops the source's chunks from the index; RETAIN keeps them searchable (as on Bedrock)."""
         kb, source = self.source(ctx, kb_id, ds_id)
         self._stop_jobs(kb.account_id, f"{kb_id}/{ds_id}")
-        from outcrop.core.knowledge.ingestion import remove_documents
-
         with self.indexes.lock(kb_id):
             if source.deletion_policy == "DELETE":
                 remove_documents(self.sessions, self.indexes, kb, ds_id, None)

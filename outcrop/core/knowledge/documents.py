@@ -15,7 +15,7 @@ from outcrop.core.knowledge.embedder import Embedder
 from outcrop.core.knowledge.index import KnowledgeIndexes
 from outcrop.core.knowledge.ingestion import Ingestor, Prepared, documents_of, remove_documents, run_ingestion
 from outcrop.core.knowledge.parsing import inline_metadata
-from outcrop.errors import Conflict, Invalid
+from outcrop.errors import Conflict, Invalid, NotFound
 from outcrop.settings import Settings
 from outcrop.storage.tables import DataSource, Job, KbDocument, KnowledgeBase
 
@@ -59,8 +59,6 @@ class IngestionService:
     def _job(self, account_id: str, kb_id: str, ds_id: str, job_id: str) -> Job:
         job = self.jobs.get(account_id, job_id, KIND)
         if job.target != f"{kb_id}/{ds_id}":
-            from outcrop.errors import NotFound
-
             raise NotFound(f"Ingestion job {job_id} does not exist for data source {ds_id}")
         return job
 

@@ -100,10 +100,18 @@ class Ingestor:
                 session.expunge(row)
             return {row.uri_digest: row for row in rows}
 
-    def prepare(self, uri: str, name: str, data: bytes, metadata: dict[str, Any], sidecar: bytes = b"") -> Prepared:
+    def check_size(self, size: int) -> None:
+        if size > self.settings.kb_max_document_bytes:
+            raise Invalid(f"the file is {size} bytes, over the limit of {self.settings.kb_max_document_bytes}")
+
+    def content_digest(self, data: bytes, sidecar: bytes) -> str:
+        """What decides whether a document is re-embedded: its bytes, its sidecar and the chunking settings."""
+        return digest(self.kb.salt, data, sidecar, self._settings_digest)
+
+    def prepare(self, uri: str, name: str, data: bytes, metadata: dict[str, Any], sidecar: bytes = b"",
+                content_digest: str | None = None) -> Prepared:
         """Parse and chunk (raises Invalid with the reason when the document cannot be indexed)."""
-        if len(data) > self.settings.kb_max_document_bytes:
-            raise Invalid(f"the file is {len(data)} bytes, over the limit of {self.settings.kb_max_document_bytes}")
+        self.check_size(len(data))
         parsed = parse(name, data)
         embed = (lambda texts: self.embedder.embed(self.model_arn, texts)) \
             if self.chunking["chunkingStrategy"] == "SEMANTIC" else None
@@ -113,7 +121,7 @@ class Ingestor:
                   for c in chunk_document(parsed, self.chunking, embed) if c.text.strip()]
         if not chunks:
             raise Invalid("the document has no text to index")
-        return Prepared(uri, self.uri_digest(uri), digest(self.kb.salt, data, sidecar, self._settings_digest), chunks)
+        return Prepared(uri, self.uri_digest(uri), content_digest or self.content_digest(data, sidecar), chunks)
 
     def commit(self, batch: list[Prepared], known: dict[str, KbDocument]) -> list[str]:
         """Embed a batch and write it in one transaction; answers 'new' or 'modified' per document."""
@@ -253,15 +261,13 @@ def _prepare_source_document(ingestor: Ingestor, document: SourceDocument, known
         if sidecar:
             stats.numberOfMetadataDocumentsScanned += 1
         metadata = parse_sidecar(sidecar) if sidecar else {}
-        if document.size > ingestor.settings.kb_max_document_bytes:
-            raise Invalid(f"the file is {document.size} bytes, over the limit of "
-                          f"{ingestor.settings.kb_max_document_bytes}")
+        ingestor.check_size(document.size)  # before downloading it
         data = document.fetch()
         row = known.get(ingestor.uri_digest(document.uri))
-        content = digest(ingestor.kb.salt, data, sidecar, ingestor._settings_digest)
+        content = ingestor.content_digest(data, sidecar)
         if row is not None and row.status == "INDEXED" and row.content_digest == content:
             return None  # unchanged: not re-embedded
-        return ingestor.prepare(document.uri, document.name, data, metadata, sidecar)
+        return ingestor.prepare(document.uri, document.name, data, metadata, sidecar, content)
     except Invalid as exc:
         stats.failed(document.uri, exc.message)
         ingestor.fail(document.uri, exc.message, known)
