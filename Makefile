@@ -13,7 +13,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[server,local,kb]'
+	$(BIN)/pip install -q -e '.[server,local,kb,guardrails]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

@@ -24,12 +24,17 @@ class Hooks:
         """Register document parsers by file suffix (".pdf"): bytes → outcrop.core.knowledge.parsing.ParsedDocument."""
 
     @hookspec
+    def register_guardrail_checks(self, register: Callable[[type[Any]], None]) -> None:
+        """Register guardrail check classes (outcrop.core.guardrails.checks.base.ContentCheck or PiiCheck)."""
+
+    @hookspec
     def register_commands(self, cli: Any) -> None:
         """Add command groups to the `outcrop` typer app."""
 
 
 def plugin_manager(extra: list[object] | None = None) -> pluggy.PluginManager:
     """A manager with the built-ins, installed entry points (group `outcrop`) and `extra` plugins."""
+    from outcrop.core.guardrails.checks import builtin as builtin_checks
     from outcrop.engines import builtin
     from outcrop.vectorstores import builtin as builtin_stores
 
@@ -37,6 +42,7 @@ def plugin_manager(extra: list[object] | None = None) -> pluggy.PluginManager:
     pm.add_hookspecs(Hooks)
     pm.register(builtin)
     pm.register(builtin_stores)
+    pm.register(builtin_checks)
     pm.load_setuptools_entrypoints("outcrop")
     for plugin in extra or []:
         pm.register(plugin)
@@ -52,6 +58,12 @@ def engine_classes(pm: pluggy.PluginManager) -> dict[str, type[Any]]:
 def vector_stores(pm: pluggy.PluginManager) -> dict[str, Any]:
     found: dict[str, Any] = {}
     pm.hook.register_vector_stores(register=lambda store: found.__setitem__(store.name, store))
+    return found
+
+
+def guardrail_checks(pm: pluggy.PluginManager) -> dict[str, type[Any]]:
+    found: dict[str, type[Any]] = {}
+    pm.hook.register_guardrail_checks(register=lambda cls: found.__setitem__(cls.name, cls))
     return found
 
 

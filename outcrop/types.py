@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["user", "assistant"]
-StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"]
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "guardrail_intervened"]
 
 
 @dataclass
@@ -115,6 +115,7 @@ class Finished:
     stop_reason: StopReason
     usage: Usage
     first_token_ms: float | None = None
+    trace: dict[str, Any] | None = None  # a guardrail's trace, when one was applied with trace on
 
 
 ChatEvent = TextDelta | ToolCall | Finished
@@ -126,6 +127,7 @@ class ChatResponse:
     stop_reason: StopReason
     usage: Usage
     latency_ms: int = 0
+    trace: dict[str, Any] | None = None  # a guardrail's trace, when one was applied with trace on
 
     @property
     def text(self) -> str:

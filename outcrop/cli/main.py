@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from outcrop.cli import admin, audit, chat, kb, models, quotas, serve, usage
+from outcrop.cli import admin, audit, chat, guardrails, kb, models, quotas, serve, usage
 
 app = typer.Typer(name="outcrop", help="Amazon Bedrock's capabilities on your own hardware.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -23,6 +23,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(audit.logs, name="logs")
 app.add_typer(quotas.app, name="quotas")
 app.add_typer(kb.app, name="kb")
+app.add_typer(guardrails.app, name="guardrails")
 app.command("usage")(usage.usage)
 
 

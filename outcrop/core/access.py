@@ -85,6 +85,12 @@ OPERATIONS: dict[str, str] = {
     "DeleteKnowledgeBaseDocuments": "bedrock:DeleteKnowledgeBaseDocuments", "Retrieve": "bedrock:Retrieve",
     "RetrieveAndGenerate": "bedrock:RetrieveAndGenerate", "Rerank": "bedrock:Rerank",
     "RetrieveAndGenerateStream": "bedrock:RetrieveAndGenerate",
+    # guardrails (bedrock) and ApplyGuardrail (bedrock-runtime; also required of a guarded model call)
+    "CreateGuardrail": "bedrock:CreateGuardrail", "GetGuardrail": "bedrock:GetGuardrail",
+    "ListGuardrails": "bedrock:ListGuardrails", "UpdateGuardrail": "bedrock:UpdateGuardrail",
+    "DeleteGuardrail": "bedrock:DeleteGuardrail", "CreateGuardrailVersion": "bedrock:CreateGuardrailVersion",
+    "ApplyGuardrail": "bedrock:ApplyGuardrail", "TagResource": "bedrock:TagResource",
+    "UntagResource": "bedrock:UntagResource", "ListTagsForResource": "bedrock:ListTagsForResource",
 }
 # Role and user variants of the attach family share one route; the action follows the principal kind.
 _ROLE_ACTIONS = {"iam:AttachUserPolicy": "iam:AttachRolePolicy", "iam:DetachUserPolicy": "iam:DetachRolePolicy",

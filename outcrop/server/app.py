@@ -19,7 +19,7 @@ from outcrop.core.governance.audit import AuditTrail, Outcome
 from outcrop.errors import AccessDenied, Invalid, NotFound, OutcropError, PayloadTooLarge
 from outcrop.ids import request_id
 from outcrop.server import awsjson, deps, observability
-from outcrop.server.bedrock import routes_agent, routes_agent_runtime, routes_control, routes_runtime
+from outcrop.server.bedrock import routes_agent, routes_agent_runtime, routes_control, routes_guardrails, routes_runtime
 from outcrop.server.bedrock import wire as bedrock_wire
 from outcrop.server.logs import REQUEST_ID
 from outcrop.server.native import audit as native_audit
@@ -238,6 +238,7 @@ def create_app(settings: Settings, services: deps.Services | None = None, plugin
 
     app.include_router(routes_runtime.router)
     app.include_router(routes_control.router)
+    app.include_router(routes_guardrails.router)
     app.include_router(routes_agent.router)
     app.include_router(routes_agent_runtime.router)
     app.include_router(openai_routes.router)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 
+from outcrop.core import guardrails as guardrails_module
 from outcrop.core.access import BEARER_ACTION, OPERATIONS, AccessService, attached_policies
 from outcrop.core.accounts import AccountsService
 from outcrop.core.catalog import Catalog
@@ -20,6 +21,7 @@ from outcrop.core.governance.invocation_log import InvocationLogger
 from outcrop.core.governance.metrics import Metrics, ModelLabels
 from outcrop.core.governance.quotas import QuotaService
 from outcrop.core.governance.usage import UsageLedger
+from outcrop.core.guardrails.runtime import Guardrails
 from outcrop.core.identity import IdentityService
 from outcrop.core.inference import InferenceService, ModelPool
 from outcrop.core.jobs import JobService
@@ -28,7 +30,7 @@ from outcrop.core.knowledge import parsing
 from outcrop.core.knowledge.service import Knowledge
 from outcrop.core.policies import PoliciesService
 from outcrop.ids import request_id
-from outcrop.plugins import engine_classes, parsers, plugin_manager, vector_stores
+from outcrop.plugins import engine_classes, guardrail_checks, parsers, plugin_manager, vector_stores
 from outcrop.server.auth import AuthThrottle, attempted_key, authenticate
 from outcrop.settings import Settings
 from outcrop.storage.blobs import BlobStore
@@ -61,6 +63,7 @@ class Services:
     quotas: QuotaService
     jobs: JobService
     knowledge: Knowledge
+    guardrails: Guardrails
 
     @classmethod
     def build(cls, settings: Settings, plugins: list[object] | None = None) -> Services:
@@ -94,9 +97,11 @@ class Services:
         blobs = BlobStore(settings.home / "blobs")
         jobs = JobService(sessions, lease_s=settings.job_lease_s)
         knowledge = Knowledge.build(settings, sessions, access, keys, inference, blobs, jobs, vector_stores(pm))
+        guardrails = guardrails_module.build(settings, sessions, access, keys, inference, guardrail_checks(pm))
+        knowledge.generation.guardrails = guardrails
         return cls(settings, catalog, inference, identity, access, accounts, PoliciesService(accounts, access), keys,
                    FileService(keys, blobs, access), AuthThrottle(settings.auth_failures_per_minute), audit, signer,
-                   invocation_log, metrics, usage, quotas, jobs, knowledge)
+                   invocation_log, metrics, usage, quotas, jobs, knowledge, guardrails)
 
     def close(self) -> None:
         self.jobs.close()

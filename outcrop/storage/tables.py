@@ -330,3 +330,33 @@ class RagSession(Base):
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Guardrail(Base):
+    """A guardrail; its policies live in GuardrailVersion rows (DRAFT and immutable numbered versions)."""
+
+    __tablename__ = "guardrails"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)  # Bedrock-style: 12 lower-case alphanumerics
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(50))
+    latest_version: Mapped[int] = mapped_column(Integer, default=0)  # numbered versions are never reused
+    tags: Mapped[str] = mapped_column(Text)  # JSON list of {key, value}
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class GuardrailVersion(Base):
+    """One version of a guardrail: its description, messages and policies, sealed (they are customer content)."""
+
+    __tablename__ = "guardrail_versions"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)  # "{guardrail id}:{DRAFT|n}"
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    guardrail_id: Mapped[str] = mapped_column(ForeignKey("guardrails.id"), index=True)
+    version: Mapped[str] = mapped_column(String(8))
+    kms_key: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the customer key sealing it, if given
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

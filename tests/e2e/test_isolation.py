@@ -122,6 +122,18 @@ OPERATIONS: list[tuple[str, str, str, Any, str]] = [
     ("RetrieveAndGenerate", "POST", "/retrieveAndGenerate", {"input": {"text": "secret?"}, "retrieveAndGenerateConfiguration": {"type": "KNOWLEDGE_BASE", "knowledgeBaseConfiguration": {"knowledgeBaseId": "{kb}", "modelArn": "anthropic.claude-3-haiku-20240307-v1:0"}}}, "foreign"),
     ("RetrieveAndGenerateStream", "POST", "/retrieveAndGenerateStream", {"input": {"text": "secret?"}, "retrieveAndGenerateConfiguration": {"type": "KNOWLEDGE_BASE", "knowledgeBaseConfiguration": {"knowledgeBaseId": "{kb}", "modelArn": "anthropic.claude-3-haiku-20240307-v1:0"}}}, "foreign"),
     ("Rerank", "POST", "/rerank", {"queries": [{"type": "TEXT", "textQuery": {"text": "q"}}], "sources": [{"type": "INLINE", "inlineDocumentSource": {"type": "TEXT", "textDocument": {"text": "d"}}}], "rerankingConfiguration": {"type": "BEDROCK_RERANKING_MODEL", "bedrockRerankingConfiguration": {"modelConfiguration": {"modelArn": "amazon.rerank-v1:0"}}}}, "shared"),
+    # guardrails: B is told A's do not exist, cannot apply them, tag them or see their tags
+    ("CreateGuardrail", "POST", "/guardrails", {"name": "{new}", "wordPolicyConfig": {"wordsConfig": [{"text": "x"}]}, "blockedInputMessaging": "x", "blockedOutputsMessaging": "x"}, "own"),
+    ("ListGuardrails", "GET", "/guardrails", None, "own"),
+    ("ListGuardrails", "GET", "/guardrails?guardrailIdentifier={guardrail}", None, "foreign"),
+    ("GetGuardrail", "GET", "/guardrails/{guardrail}", None, "foreign"),
+    ("UpdateGuardrail", "PUT", "/guardrails/{guardrail}", {"name": "stolen", "wordPolicyConfig": {"wordsConfig": [{"text": "x"}]}, "blockedInputMessaging": "x", "blockedOutputsMessaging": "x"}, "foreign"),
+    ("CreateGuardrailVersion", "POST", "/guardrails/{guardrail}", {}, "foreign"),
+    ("ApplyGuardrail", "POST", "/guardrail/{guardrail}/version/DRAFT/apply", {"source": "INPUT", "content": [{"text": {"text": "secret"}}]}, "foreign"),
+    ("TagResource", "POST", "/tagResource", {"resourceARN": "{guardrail_arn}", "tags": [{"key": "k", "value": "v"}]}, "foreign"),
+    ("ListTagsForResource", "POST", "/listTagsForResource", {"resourceARN": "{guardrail_arn}"}, "foreign"),
+    ("UntagResource", "POST", "/untagResource", {"resourceARN": "{guardrail_arn}", "tagKeys": ["team"]}, "foreign"),
+    ("DeleteGuardrail", "DELETE", "/guardrails/{guardrail}", None, "foreign"),
     ("DeleteDataSource", "DELETE", "/knowledgebases/{kb}/datasources/{ds}", None, "foreign"),
     ("DeleteKnowledgeBase", "DELETE", "/knowledgebases/{kb}", None, "foreign"),
 ]
@@ -181,6 +193,10 @@ def world(server) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     a.ok("PUT", f"/knowledgebases/{names['kb']}/datasources/{names['ds']}/documents", {"documents": [KB_DOC]})
     names["job"] = a.ok("PUT", f"/knowledgebases/{names['kb']}/datasources/{names['ds']}/ingestionjobs/", {})[
         "ingestionJob"]["ingestionJobId"]
+    guardrail = a.ok("POST", "/guardrails", {"name": f"gr-{tag}", "wordPolicyConfig": {"wordsConfig": [{"text": "launch"}]},
+                                            "blockedInputMessaging": "no", "blockedOutputsMessaging": "no",
+                                            "tags": [{"key": "team", "value": "a"}]})
+    names["guardrail"], names["guardrail_arn"] = guardrail["guardrailId"], guardrail["guardrailArn"]
     nobody = a.new_user(f"nobody-{tag}")
     return {"a": a, "b": b, "nobody": nobody, "names": names,
             "b_account": b.ok("GET", "/outcrop/v1/account")["Account"]["AccountId"]}
@@ -225,7 +241,8 @@ def test_other_account_cannot_reach(world, operation, method, path, body, kind):
         assert events and {e["recipientAccountId"] for e in events} == {world["b_account"]}
     else:
         assert response.status_code < 300, response.text
-        for resource in ("user", "role", "access_key", "api_key", "file", "cmk", "account", "policy", "kb", "ds"):
+        for resource in ("user", "role", "access_key", "api_key", "file", "cmk", "account", "policy", "kb", "ds",
+                         "guardrail"):
             assert names[resource] not in response.text, f"{operation} showed account A's {resource}"
 
 
@@ -240,6 +257,11 @@ def test_account_a_resources_survive_b(world):
     assert a.client("kms").describe_key(KeyId=names["cmk"])["KeyMetadata"]["KeyState"] == "Enabled"
     hits = a.ok("POST", f"/knowledgebases/{names['kb']}/retrieve", {"retrievalQuery": {"text": "launch code"}})
     assert [r["content"]["text"] for r in hits["retrievalResults"]] == ["Tenant A's launch code is 7731."]
+    guarded = a.ok("POST", f"/guardrail/{names['guardrail']}/version/DRAFT/apply",
+                   {"source": "INPUT", "content": [{"text": {"text": "the launch code"}}]})
+    assert guarded["action"] == "GUARDRAIL_INTERVENED"
+    assert a.ok("POST", "/listTagsForResource", {"resourceARN": names["guardrail_arn"]})["tags"] == [
+        {"key": "team", "value": "a"}]
 
 
 @pytest.mark.parametrize("operation,method,path,body,kind", OPERATIONS, ids=IDS)

@@ -35,7 +35,7 @@ GENESIS = "0" * 64
 _READ_PREFIXES = ("Get", "List", "Describe", "Lookup", "Retrieve", "Verify", "Count")
 # Bedrock records model invocations as read-only management events; file bytes are data events.
 _INVOCATIONS = {"Converse", "ConverseStream", "InvokeModel", "InvokeModelWithResponseStream",
-                "CreateChatCompletion", "CreateCompletion", "CreateEmbedding", "Rerank"}
+                "CreateChatCompletion", "CreateCompletion", "CreateEmbedding", "Rerank", "ApplyGuardrail"}
 _DATA_EVENTS = {"CreateFile", "RetrieveFileContent"}
 LOOKUP_KEYS = {"EventId": "id", "EventName": "event_name", "ReadOnly": "read_only", "Username": "username",
                "AccessKeyId": "access_key_id", "EventSource": "event_source"}

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,8 +32,11 @@ from outcrop.core.knowledge.retrieval import Passage, RetrievalService
 from outcrop.errors import Invalid, NotFound
 from outcrop.storage.repositories import AccountScope
 from outcrop.storage.tables import RagSession
-from outcrop.types import ChatRequest, InferenceConfig, Message, TextBlock, TextDelta
+from outcrop.types import ChatRequest, Finished, InferenceConfig, Message, TextBlock, TextDelta
 from outcrop.vectorstores.keyword import tokenize
+
+if TYPE_CHECKING:
+    from outcrop.core.guardrails.runtime import GuardConfig, Guarded, Guardrails
 
 DEFAULT_TEMPLATE = (
     "You are a question answering agent. I will provide you with a set of search results. The user will provide "
@@ -54,6 +57,7 @@ class Prepared:
     embedding_model: str
     question: str
     history: list[list[str]]
+    guard: GuardConfig | None = None
 
 
 class GenerationService:
@@ -62,28 +66,61 @@ class GenerationService:
         self.inference = inference
         self.keys = keys
         self.sessions = keys.sessions
+        self.guardrails: Guardrails | None = None  # set once the guardrails are built (they embed through us)
+
+    def _guarded(self, prepared: Prepared) -> Guarded:
+        """The question is guarded; the passages and the question ground the answer (contextual grounding)."""
+        from outcrop.core.guardrails.engine import GROUNDING_SOURCE, QUERY, TextUnit
+        from outcrop.core.guardrails.runtime import Guarded
+
+        units = [TextUnit(prepared.question), TextUnit(prepared.question, frozenset({QUERY})),
+                 TextUnit("\n".join(p.text for p in prepared.passages), frozenset({GROUNDING_SOURCE}))]
+        return Guarded(units, [None] * len(units))
 
     async def answer(self, ctx: CallContext, body: dict[str, Any]) -> dict[str, Any]:
         prepared = await asyncio.to_thread(self.prepare, ctx, body)
-        response = await self.inference.chat(replace(ctx, operation="InvokeModel"), prepared.request)
+        invoke = replace(ctx, operation="InvokeModel")
+        if prepared.guard is not None and self.guardrails is not None:
+            response = await self.guardrails.guard_chat(invoke, prepared.request, prepared.guard,
+                                                        self._guarded(prepared))
+        else:
+            response = await self.inference.chat(invoke, prepared.request)
         text = "".join(b.text for b in response.content if isinstance(b, TextBlock)).strip()
-        citations = await asyncio.to_thread(self.cite, prepared, text)
+        out: dict[str, Any] = {"output": {"text": text}, "sessionId": prepared.session_id}
+        if prepared.guard is not None:
+            intervened = response.stop_reason == "guardrail_intervened"
+            out["guardrailAction"] = "INTERVENED" if intervened else "NONE"
+            if intervened:
+                out["citations"] = []
+                return out
+        out["citations"] = await asyncio.to_thread(self.cite, prepared, text)
         await asyncio.to_thread(self._remember, ctx, prepared, text)
-        return {"output": {"text": text}, "citations": citations, "sessionId": prepared.session_id}
+        return out
 
     async def answer_stream(self, ctx: CallContext, body: dict[str, Any]) -> tuple[str, AsyncIterator[dict[str, Any]]]:
         prepared = await asyncio.to_thread(self.prepare, ctx, body)
-        stream = self.inference.chat_stream(replace(ctx, operation="InvokeModelWithResponseStream"), prepared.request)
+        invoke = replace(ctx, operation="InvokeModelWithResponseStream")
+        if prepared.guard is not None and self.guardrails is not None:
+            stream = self.guardrails.guard_stream(invoke, prepared.request, prepared.guard, self._guarded(prepared))
+        else:
+            stream = self.inference.chat_stream(invoke, prepared.request)
 
         async def events() -> AsyncIterator[dict[str, Any]]:
             parts: list[str] = []
+            intervened = False
             async for event in stream:
                 if isinstance(event, TextDelta) and event.text:
                     parts.append(event.text)
                     yield {"output": {"text": event.text}}
+                elif isinstance(event, Finished):
+                    intervened = event.stop_reason == "guardrail_intervened"
             text = "".join(parts).strip()
             if not parts:
                 yield {"output": {"text": ""}}  # an empty answer is still an answer (and a started stream)
+            if prepared.guard is not None:
+                yield {"guardrail": {"action": "INTERVENED" if intervened else "NONE"}}
+                if intervened:
+                    return
             for citation in await asyncio.to_thread(self.cite, prepared, text):
                 yield {"citation": {**citation, "citation": citation}}
             await asyncio.to_thread(self._remember, ctx, prepared, text)
@@ -118,10 +155,11 @@ class GenerationService:
         if not isinstance(model, str):
             raise Invalid("modelArn is required")
         generation = kb_config.get("generationConfiguration") or {}
-        if generation.get("guardrailConfiguration"):
-            raise Invalid("guardrailConfiguration is not available yet on this server")
+        from outcrop.core.guardrails.runtime import GuardConfig
+
+        guard = GuardConfig.parse(generation.get("guardrailConfiguration"), "generationConfiguration.guardrailConfiguration")
         request = self._request(normalize_model_id(model), generation, question, passages, history)
-        return Prepared(session_id, request, passages, embedding, question, history)
+        return Prepared(session_id, request, passages, embedding, question, history, guard)
 
     def _request(self, model_id: str, generation: dict[str, Any], question: str, passages: list[Passage],
                  history: list[list[str]]) -> ChatRequest:

@@ -13,6 +13,8 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response, StreamingResponse
 
 from outcrop.core.governance import CallContext
+from outcrop.core.guardrails.engine import TextUnit
+from outcrop.core.guardrails.runtime import GuardConfig, Guarded
 from outcrop.errors import Invalid
 from outcrop.server import streams
 from outcrop.server.bedrock import eventstream, translate
@@ -34,17 +36,60 @@ def model_label(request: Request) -> str:
 
 @router.post("/model/{model_id:path}/converse")
 async def converse(request: Request, ctx: CallContext = Depends(operation("Converse"))) -> Response:
-    chat = translate.converse_request(model_label(request), parse_json(await request.body()))
-    response = await services(request).inference.chat(ctx, chat)
+    body = parse_json(await request.body())
+    chat = translate.converse_request(model_label(request), body)
+    svc = services(request)
+    guard = GuardConfig.parse(body.get("guardrailConfig"))
+    if guard is None:
+        response = await svc.inference.chat(ctx, chat)
+    else:
+        response = await svc.guardrails.guard_chat(ctx, chat, guard, guarded_input(body, chat))
     return json_response(translate.converse_response(response))
 
 
 @router.post("/model/{model_id:path}/converse-stream")
 async def converse_stream(request: Request, ctx: CallContext = Depends(operation("ConverseStream"))) -> Response:
     started = time.perf_counter()
-    chat = translate.converse_request(model_label(request), parse_json(await request.body()))
-    events = await streams.started(services(request).inference.chat_stream(ctx, chat))
+    body = parse_json(await request.body())
+    chat = translate.converse_request(model_label(request), body)
+    svc = services(request)
+    guard = GuardConfig.parse(body.get("guardrailConfig"))
+    if guard is None:
+        events = await streams.started(svc.inference.chat_stream(ctx, chat))
+    else:
+        events = await streams.started(svc.guardrails.guard_stream(ctx, chat, guard, guarded_input(body, chat)))
     return StreamingResponse(_converse_frames(events, started), media_type=EVENTSTREAM)
+
+
+def guarded_input(body: dict[str, Any], chat: ChatRequest) -> Guarded:
+    """What the guardrail checks of a Converse request: its guardContent blocks if any, else every text."""
+    selected = []
+    for message in [*(body.get("messages") or []), {"content": body.get("system") or []}]:
+        for block in message.get("content") or [] if isinstance(message, dict) else []:
+            guard = block.get("guardContent") if isinstance(block, dict) else None
+            text = (guard or {}).get("text") if isinstance(guard, dict) else None
+            if isinstance(text, dict) and isinstance(text.get("text"), str):
+                qualifiers = text.get("qualifiers") or ["guard_content"]
+                selected.append(TextUnit(text["text"], frozenset(q for q in qualifiers if isinstance(q, str))))
+    return Guarded.of_messages(chat.messages, selected)
+
+
+def header_guard(request: Request) -> GuardConfig | None:
+    """InvokeModel's guardrail, from the X-Amzn-Bedrock-Guardrail* and -Trace headers."""
+    identifier = request.headers.get("x-amzn-bedrock-guardrailidentifier")
+    version = request.headers.get("x-amzn-bedrock-guardrailversion")
+    if identifier is None and version is None:
+        return None
+    trace = (request.headers.get("x-amzn-bedrock-trace") or "DISABLED").lower()
+    return GuardConfig.parse({"guardrailIdentifier": identifier, "guardrailVersion": version, "trace": trace},
+                             "X-Amzn-Bedrock-GuardrailIdentifier/Version")
+
+
+def _guard_fields(payload: dict[str, Any], guard: GuardConfig, stop_reason: str, trace: Any) -> dict[str, Any]:
+    payload["amazon-bedrock-guardrailAction"] = "INTERVENED" if stop_reason == "guardrail_intervened" else "NONE"
+    if guard.trace != "disabled" and trace is not None:
+        payload["amazon-bedrock-trace"] = trace
+    return payload
 
 
 async def _converse_frames(events: AsyncIterator[Any], started: float) -> AsyncIterator[bytes]:
@@ -72,8 +117,14 @@ async def invoke_model(request: Request, ctx: CallContext = Depends(operation("I
         tokens_in, tokens_out = result.input_tokens, 0
     else:
         chat = family.request(requested, body)
-        response = await svc.inference.chat(ctx, chat)
+        guard = header_guard(request)
+        if guard is None:
+            response = await svc.inference.chat(ctx, chat)
+        else:
+            response = await svc.guardrails.guard_chat(ctx, chat, guard, Guarded.of_messages(chat.messages))
         payload = family.response(requested, response)
+        if guard is not None:
+            _guard_fields(payload, guard, response.stop_reason, response.trace)
         tokens_in, tokens_out = response.usage.input_tokens, response.usage.output_tokens
     latency = int((time.perf_counter() - started) * 1000)
     return json_response(payload, headers={
@@ -92,12 +143,17 @@ async def invoke_model_stream(request: Request, ctx: CallContext = Depends(opera
     chat = family.request(requested, body)
     renderer = family.stream(requested)
     started = time.perf_counter()
-    events = await streams.started(svc.inference.chat_stream(ctx, chat))
-    return StreamingResponse(_chunk_frames(events, renderer, started), media_type=EVENTSTREAM,
+    guard = header_guard(request)
+    if guard is None:
+        events = await streams.started(svc.inference.chat_stream(ctx, chat))
+    else:
+        events = await streams.started(svc.guardrails.guard_stream(ctx, chat, guard, Guarded.of_messages(chat.messages)))
+    return StreamingResponse(_chunk_frames(events, renderer, started, guard), media_type=EVENTSTREAM,
                              headers={"X-Amzn-Bedrock-Content-Type": "application/json"})
 
 
-async def _chunk_frames(events: AsyncIterator[Any], renderer: Any, started: float) -> AsyncIterator[bytes]:
+async def _chunk_frames(events: AsyncIterator[Any], renderer: Any, started: float,
+                        guard: GuardConfig | None = None) -> AsyncIterator[bytes]:
     first: int | None = None
 
     def frames(chunks: list[dict[str, Any]]) -> list[bytes]:
@@ -117,6 +173,8 @@ async def _chunk_frames(events: AsyncIterator[Any], renderer: Any, started: floa
                 assert isinstance(event, Finished)
                 latency = int((time.perf_counter() - started) * 1000)
                 chunks = renderer.finish(event, {"latency": latency, "first_byte": first or latency})
+                if guard is not None and chunks:
+                    _guard_fields(chunks[-1], guard, event.stop_reason, event.trace)
             for frame in frames(chunks):
                 yield frame
     except Exception as exc:

@@ -202,13 +202,16 @@ def content_json(blocks: list[ContentBlock]) -> list[dict[str, Any]]:
 
 def converse_response(response: ChatResponse) -> dict[str, Any]:
     usage = response.usage
-    return {
+    out: dict[str, Any] = {
         "output": {"message": {"role": "assistant", "content": content_json(response.content)}},
         "stopReason": response.stop_reason,
         "usage": {"inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens,
                   "totalTokens": usage.total_tokens},
         "metrics": {"latencyMs": response.latency_ms},
     }
+    if response.trace is not None:
+        out["trace"] = response.trace
+    return out
 
 
 class ConverseStreamEncoder:
@@ -238,9 +241,12 @@ class ConverseStreamEncoder:
             yield from self._close_text()
             yield "messageStop", {"stopReason": event.stop_reason}
             usage = event.usage
-            yield "metadata", {"usage": {"inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens,
-                                         "totalTokens": usage.total_tokens},
-                               "metrics": {"latencyMs": latency_ms}}
+            metadata: dict[str, Any] = {"usage": {"inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens,
+                                                  "totalTokens": usage.total_tokens},
+                                        "metrics": {"latencyMs": latency_ms}}
+            if event.trace is not None:
+                metadata["trace"] = event.trace
+            yield "metadata", metadata
 
     def _close_text(self) -> Iterator[tuple[str, dict[str, Any]]]:
         if self.text_open:

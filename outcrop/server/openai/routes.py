@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response, StreamingResponse
 
 from outcrop.core.governance import CallContext
+from outcrop.core.guardrails.runtime import GuardConfig, Guarded
 from outcrop.ids import hex_id
 from outcrop.server import streams
 from outcrop.server.deps import operation, services
@@ -38,15 +39,23 @@ async def get_model(model_id: str, request: Request, ctx: CallContext = Depends(
 async def chat_completions(request: Request, ctx: CallContext = Depends(operation("CreateChatCompletion", bearer_only=True))) -> Response:
     body = parse_json(await request.body())
     chat = translate.chat_request(body)
-    inference = services(request).inference
+    svc = services(request)
+    guard = translate.guardrail_config(body)
     if not body.get("stream"):
-        return json_response(translate.chat_response(chat.model_id, await inference.chat(ctx, chat)))
+        if guard is None:
+            return json_response(translate.chat_response(chat.model_id, await svc.inference.chat(ctx, chat)))
+        response = await svc.guardrails.guard_chat(ctx, chat, guard, Guarded.of_messages(chat.messages))
+        return json_response(translate.chat_response(chat.model_id, response, guarded=True))
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    events = await streams.started(inference.chat_stream(ctx, chat))
-    return StreamingResponse(_chat_sse(chat.model_id, events, include_usage), media_type="text/event-stream")
+    if guard is None:
+        events = await streams.started(svc.inference.chat_stream(ctx, chat))
+    else:
+        events = await streams.started(svc.guardrails.guard_stream(ctx, chat, guard, Guarded.of_messages(chat.messages)))
+    return StreamingResponse(_chat_sse(chat.model_id, events, include_usage, guard), media_type="text/event-stream")
 
 
-async def _chat_sse(model: str, events: AsyncIterator[Any], include_usage: bool) -> AsyncIterator[bytes]:
+async def _chat_sse(model: str, events: AsyncIterator[Any], include_usage: bool,
+                    guard: GuardConfig | None = None) -> AsyncIterator[bytes]:
     base = {"id": f"chatcmpl-{hex_id()}", "object": "chat.completion.chunk", "created": int(time.time()),
             "model": model}
 
@@ -64,7 +73,8 @@ async def _chat_sse(model: str, events: AsyncIterator[Any], include_usage: bool)
                 yield chunk({"tool_calls": [{"index": calls, **translate.tool_call_json(event.block)}]})
                 calls += 1
             elif isinstance(event, Finished):
-                yield chunk({}, translate.FINISH[event.stop_reason])
+                extra = {"guardrail": translate.guardrail_json(event.stop_reason, event.trace)} if guard else {}
+                yield chunk({}, translate.FINISH[event.stop_reason], **extra)
                 if include_usage:
                     usage = translate.usage_json(event.usage.input_tokens, event.usage.output_tokens)
                     yield b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n"

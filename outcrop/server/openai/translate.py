@@ -9,6 +9,7 @@ import struct
 import time
 from typing import Any
 
+from outcrop.core.guardrails.runtime import GuardConfig
 from outcrop.errors import Invalid
 from outcrop.ids import hex_id
 from outcrop.server.fields import get
@@ -28,7 +29,8 @@ from outcrop.types import (
     ToolUseBlock,
 )
 
-FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
+FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
+          "guardrail_intervened": "content_filter"}
 
 
 def _config(body: dict[str, Any]) -> InferenceConfig:
@@ -174,15 +176,38 @@ def completion_request(body: dict[str, Any]) -> ChatRequest:
     return ChatRequest(model_id=model, prompt=prompt, config=_config(body))
 
 
-def chat_response(model: str, response: ChatResponse) -> dict[str, Any]:
+def chat_response(model: str, response: ChatResponse, guarded: bool = False) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": response.text or None}
     calls = [b for b in response.content if isinstance(b, ToolUseBlock)]
     if calls:
         message["tool_calls"] = [tool_call_json(c) for c in calls]
-    return {"id": f"chatcmpl-{hex_id()}", "object": "chat.completion", "created": int(time.time()),
-            "model": model, "choices": [{"index": 0, "message": message, "logprobs": None,
-                                         "finish_reason": FINISH[response.stop_reason]}],
-            "usage": usage_json(response.usage.input_tokens, response.usage.output_tokens)}
+    out = {"id": f"chatcmpl-{hex_id()}", "object": "chat.completion", "created": int(time.time()),
+           "model": model, "choices": [{"index": 0, "message": message, "logprobs": None,
+                                        "finish_reason": FINISH[response.stop_reason]}],
+           "usage": usage_json(response.usage.input_tokens, response.usage.output_tokens)}
+    if guarded:
+        out["guardrail"] = guardrail_json(response.stop_reason, response.trace)
+    return out
+
+
+def guardrail_config(body: dict[str, Any]) -> GuardConfig | None:
+    """The request's `guardrail_config` (a Bedrock guardrail; snake_case or Bedrock's camelCase keys)."""
+    raw = body.get("guardrail_config", body.get("guardrailConfig"))
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise Invalid("Invalid 'guardrail_config': expected an object with guardrail_identifier and guardrail_version.")
+    aliases = {"guardrail_identifier": "guardrailIdentifier", "guardrail_version": "guardrailVersion",
+               "stream_processing_mode": "streamProcessingMode"}
+    return GuardConfig.parse({aliases.get(k, k): v for k, v in raw.items()}, "guardrail_config")
+
+
+def guardrail_json(stop_reason: str, trace: dict[str, Any] | None) -> dict[str, Any]:
+    """What the guardrail did, beside OpenAI's `finish_reason: content_filter`."""
+    out: dict[str, Any] = {"action": "INTERVENED" if stop_reason == "guardrail_intervened" else "NONE"}
+    if trace is not None:
+        out["trace"] = trace["guardrail"]
+    return out
 
 
 def tool_call_json(block: ToolUseBlock) -> dict[str, Any]:

@@ -26,8 +26,10 @@ from outcrop.types import (
     ToolUseBlock,
 )
 
-_REASON = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop", "tool_use": "tool_calls"}
-_J2_REASON = {"end_turn": "endoftext", "max_tokens": "length", "stop_sequence": "stop", "tool_use": "endoftext"}
+_REASON = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop", "tool_use": "tool_calls",
+           "guardrail_intervened": "content_filter"}
+_J2_REASON = {"end_turn": "endoftext", "max_tokens": "length", "stop_sequence": "stop", "tool_use": "endoftext",
+              "guardrail_intervened": "endoftext"}
 
 
 class Jurassic:

@@ -16,7 +16,8 @@ from outcrop.types import (
     InferenceConfig,
 )
 
-_REASON = {"end_turn": "FINISH", "max_tokens": "LENGTH", "stop_sequence": "STOP_CRITERIA_MET", "tool_use": "FINISH"}
+_REASON = {"end_turn": "FINISH", "max_tokens": "LENGTH", "stop_sequence": "STOP_CRITERIA_MET", "tool_use": "FINISH",
+           "guardrail_intervened": "CONTENT_FILTERED"}
 
 
 class TitanText:

@@ -26,9 +26,10 @@ from outcrop.types import (
     ToolUseBlock,
 )
 
-_STOP = {"end_turn": "end_turn", "max_tokens": "max_tokens", "stop_sequence": "stop_sequence", "tool_use": "tool_use"}
+_STOP = {"end_turn": "end_turn", "max_tokens": "max_tokens", "stop_sequence": "stop_sequence", "tool_use": "tool_use",
+         "guardrail_intervened": "guardrail_intervened"}
 _LEGACY_STOP = {"end_turn": "stop_sequence", "stop_sequence": "stop_sequence", "max_tokens": "max_tokens",
-                "tool_use": "stop_sequence"}
+                "tool_use": "stop_sequence", "guardrail_intervened": "stop_sequence"}
 
 
 def _msg_id() -> str:

@@ -19,7 +19,8 @@ from outcrop.types import (
     TextBlock,
 )
 
-_REASON = {"end_turn": "COMPLETE", "max_tokens": "MAX_TOKENS", "stop_sequence": "COMPLETE", "tool_use": "COMPLETE"}
+_REASON = {"end_turn": "COMPLETE", "max_tokens": "MAX_TOKENS", "stop_sequence": "COMPLETE", "tool_use": "COMPLETE",
+           "guardrail_intervened": "ERROR_TOXIC"}
 
 
 def _config(body: dict[str, Any]) -> InferenceConfig:

@@ -8,7 +8,8 @@ from outcrop.server.bedrock.families import TextOnlyStream, metrics_field, numbe
 from outcrop.server.bedrock.families.prompts import prompt_to_messages
 from outcrop.types import ChatRequest, ChatResponse, Finished, InferenceConfig
 
-_REASON = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop", "tool_use": "stop"}
+_REASON = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop", "tool_use": "stop",
+           "guardrail_intervened": "stop"}
 
 
 class Llama:

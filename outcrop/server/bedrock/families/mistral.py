@@ -8,7 +8,8 @@ from outcrop.server.bedrock.families import TextOnlyStream, ai21, metrics_field,
 from outcrop.server.bedrock.families.prompts import prompt_to_messages
 from outcrop.types import ChatRequest, ChatResponse, Finished, InferenceConfig
 
-_REASON = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop", "tool_use": "tool_calls"}
+_REASON = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop", "tool_use": "tool_calls",
+           "guardrail_intervened": "stop"}
 
 
 class Mistral:

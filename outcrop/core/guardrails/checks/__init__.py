@@ -1,0 +1,1 @@
+"""Guardrail detectors, one module each, registered through the `register_guardrail_checks` hook."""
