@@ -46,11 +46,26 @@ def test_canary_sentence_never_lies_on_disk_in_plaintext(server: LiveServer, ope
                      messages=[{"role": "user", "content": [{"text": f"Repeat: {canary}"}]}])
     openai_client.embeddings.create(model="amazon.titan-embed-text-v2:0", input=canary)
     knowledge_base_with(server, file_root, canary)
+    guardrail_with(server, runtime, canary)
     assert scan(server.home, canary.encode()) == []
     assert scan(server.home, canary.encode("utf-16-le")) == []
     visible = f"plain-{uuid.uuid4().hex[:8]}"  # user names are metadata, stored plainly: the scan must see them
     operator(server).ok("POST", "/outcrop/v1/users", {"UserName": visible})
     assert any(hit.startswith("outcrop.db") for hit in scan(server.home, visible.encode()))
+
+
+def guardrail_with(server: LiveServer, runtime, canary: str) -> None:  # type: ignore[no-untyped-def]
+    """The canary as a guardrail's denied-topic definition, custom phrase, regex and blocked message, then applied."""
+    bedrock = server.client("bedrock")
+    created = bedrock.create_guardrail(
+        name=f"canary-{uuid.uuid4().hex[:6]}", blockedInputMessaging=canary[:500], blockedOutputsMessaging=canary[:500],
+        topicPolicyConfig={"topicsConfig": [{"name": "canary", "definition": canary[:200], "type": "DENY"}]},
+        wordPolicyConfig={"wordsConfig": [{"text": canary[:100]}]},
+        sensitiveInformationPolicyConfig={"regexesConfig": [{"name": "c", "pattern": canary[4:40], "action": "BLOCK"}]})
+    bedrock.create_guardrail_version(guardrailIdentifier=created["guardrailId"], description="frozen")
+    out = runtime.apply_guardrail(guardrailIdentifier=created["guardrailId"], guardrailVersion="1", source="INPUT",
+                                  content=[{"text": {"text": canary}}])
+    assert out["action"] == "GUARDRAIL_INTERVENED" and out["outputs"] == [{"text": canary}]
 
 
 def knowledge_base_with(server: LiveServer, file_root: Path, canary: str) -> None:
