@@ -127,3 +127,28 @@ def test_kb_commands_beside_a_running_server(server):
     runtime = server.client("bedrock-agent-runtime")  # the server reloads the index the CLI changed
     hits = runtime.retrieve(knowledgeBaseId=kb_id, retrievalQuery={"text": "harbour gate tide"})["retrievalResults"]
     assert hits[0]["metadata"]["x-amz-bedrock-kb-source-uri"].endswith("tides.md")
+
+
+def test_guardrail_commands_beside_a_running_server(server, tmp_path):
+    """`outcrop guardrails`: create from a CreateGuardrail body, version it, apply it; the server serves it."""
+    import uuid
+
+    body = {"name": f"cli-{uuid.uuid4().hex[:6]}", "blockedInputMessaging": "no", "blockedOutputsMessaging": "no",
+            "sensitiveInformationPolicyConfig": {"piiEntitiesConfig": [{"type": "EMAIL", "action": "ANONYMIZE"}]}}
+    config = tmp_path / "guardrail.json"
+    config.write_text(json.dumps(body))
+    created = outcrop(server.home, "guardrails", "create", str(config))
+    assert created.returncode == 0, created.stderr
+    gid = json.loads(created.stdout)["guardrailId"]
+    versioned = outcrop(server.home, "guardrails", "version", gid, "--description", "first")
+    assert versioned.returncode == 0 and json.loads(versioned.stdout)["version"] == "1", versioned.stderr
+    applied = outcrop(server.home, "guardrails", "apply", gid, "mail me at kim@example.net", "-v", "1")
+    assert applied.returncode == 0, applied.stderr
+    assert json.loads(applied.stdout)["outputs"] == ["mail me at {EMAIL}"]
+    listed = outcrop(server.home, "guardrails", "list", gid)
+    assert [v["version"] for v in json.loads(listed.stdout)] == ["DRAFT", "1"]
+    out = server.client("bedrock-runtime").apply_guardrail(guardrailIdentifier=gid, guardrailVersion="1", source="INPUT",
+                                                           content=[{"text": {"text": "kim@example.net"}}])
+    assert out["outputs"] == [{"text": "{EMAIL}"}]
+    bad = outcrop(server.home, "guardrails", "apply", "nosuchguardrail", "text")
+    assert bad.returncode == 1 and "does not exist" in bad.stdout + bad.stderr
