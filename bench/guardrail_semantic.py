@@ -23,8 +23,9 @@ query embedding); `numbers` — every number in it changed (n -> n*3+7 style, so
 `injected` — one of its statements replaced by a statement of the answer to another query. Relevance: the answer
 against its own query (positive) and against the most similar other query (negative).
 
-Run: python bench/guardrail_semantic.py [--limit N]
-Writes bench/results/guardrail_semantic.json.
+Run: python bench/guardrail_semantic.py [--limit N] [--writingbench-per-domain N]
+Writes bench/results/guardrail_semantic.json. Most of the time goes to embedding ~30,000 windows on the CPU:
+48 minutes on a shared 2-CPU machine.
 """
 
 from __future__ import annotations

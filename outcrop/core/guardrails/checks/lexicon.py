@@ -377,8 +377,10 @@ class LexiconCheck(ContentCheck):
 
     name = "lexicon"
     categories = ("HATE", "INSULTS", "SEXUAL", "VIOLENCE", "MISCONDUCT")
-    # Measured by bench/guardrail_content.py: filter strength HIGH blocks from `low`, MEDIUM from `medium`,
-    # LOW from `high` (see the module docstring for the data).
+    # 0.3 = one listed word or hand-written term, 0.5 = a strong word or one aimed at "you", a threat, a crime named
+    # in a request for means; 0.7 = severe or combined evidence. Measured (bench/guardrail_content.py): strength
+    # HIGH has 0-2.5% false positives on benign prompts, LOW at most 0.3%; recall at HIGH is low — HATE 0.03,
+    # INSULTS 0.21, VIOLENCE 0.26, MISCONDUCT 0.33, SEXUAL 0.43 — because most harmful text uses ordinary words.
     calibration: ClassVar[dict[str, Calibration]] = {c: Calibration(0.3, 0.5, 0.7) for c in categories}
 
     def __init__(self, settings: Any) -> None:

@@ -129,9 +129,10 @@ class NanoGuard(ContentCheck):
 
     name = "nanoguard"
     categories = ("PROMPT_ATTACK",)
-    # Measured by bench/guardrail_content.py on packaged corpora (bench/results/guardrail_content.json):
-    # filter strength HIGH blocks from `low`, MEDIUM from `medium`, LOW from `high`.
-    calibration: ClassVar[dict[str, Calibration]] = {"PROMPT_ATTACK": Calibration(low=0.5, medium=0.9, high=0.99)}
+    # Chosen on 1,708 attack and 1,493 benign prompts from packaged corpora (bench/guardrail_content.py):
+    # strength HIGH blocks from 0.5 (the model's own threshold): recall 0.93 at 8.7% false positives;
+    # MEDIUM from 0.9: recall 0.91 at 4.8%; LOW from 0.999: recall 0.85 at 0.9%.
+    calibration: ClassVar[dict[str, Calibration]] = {"PROMPT_ATTACK": Calibration(low=0.5, medium=0.9, high=0.999)}
 
     def __init__(self, settings: Any) -> None:
         super().__init__(settings)

