@@ -65,7 +65,7 @@ def test_titan_text(runtime):
     result = out["results"][0]
     assert "Paris" in result["outputText"] and result["completionReason"] == "FINISH"
     assert out["inputTextTokenCount"] > 0 and result["tokenCount"] > 0
-    chunks = stream_chunks(runtime, "amazon.titan-text-express-v1", {"inputText": Q, "textGenerationConfig": {"maxTokenCount": 50}})
+    chunks = stream_chunks(runtime, "amazon.titan-text-express-v1", {"inputText": Q, "textGenerationConfig": {"maxTokenCount": 50, "temperature": 0}})
     assert "Paris" in "".join(c["outputText"] for c in chunks)
     assert chunks[-1]["completionReason"] == "FINISH" and "amazon-bedrock-invocationMetrics" in chunks[-1]
 

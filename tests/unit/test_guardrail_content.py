@@ -61,11 +61,11 @@ def test_injections_score_high_and_benign_prompts_low(nanoguard: NanoGuard) -> N
 
 def test_a_long_text_is_scored_over_all_its_windows(nanoguard: NanoGuard) -> None:
     cal = NanoGuard.calibration["PROMPT_ATTACK"]
-    long_benign = FILLER * 40  # ~1,300 tokens: three or more windows
-    assert len(prompt_attack._windows(nanoguard._load()[1].encode_ordinary(long_benign))) >= 3
-    attack = " ".join(INJECTIONS) + " " + INJECTIONS[1]  # ~200 tokens
-    scores = nanoguard.probabilities([long_benign, long_benign + " " + attack, attack + " " + long_benign])
-    assert [cal.level(s) for s in scores] == ["NONE", "HIGH", "HIGH"], scores
+    long_benign = FILLER * 16  # ~1,000 tokens: three windows
+    assert len(prompt_attack._windows(nanoguard._load()[1].encode_ordinary(long_benign))) == 3
+    attack = " ".join(INJECTIONS) + " " + INJECTIONS[1]  # ~200 tokens, in the middle of a long text
+    scores = nanoguard.probabilities([long_benign, FILLER * 8 + attack + " " + FILLER * 8])
+    assert [cal.level(s) for s in scores] == ["NONE", "HIGH"], scores
 
 
 def test_windows_cover_the_text_and_overlap() -> None:
