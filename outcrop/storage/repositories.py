@@ -6,13 +6,16 @@ obtained: there is no query for a resource that could forget to filter by accoun
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from outcrop.errors import Conflict
 from outcrop.storage.tables import (
     AccessKey,
     Account,
@@ -73,6 +76,15 @@ class Accounts:
     def rows_of(self, model: type[Row]) -> Sequence[Row]:
         """Every row of a table across accounts: for master-key rotation, which re-wraps them all."""
         return self.session.scalars(select(model)).all()
+
+
+@contextmanager
+def unique(message: str) -> Iterator[None]:
+    """A unique constraint violated inside the block (a name taken) becomes Conflict(message)."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise Conflict(message) from exc
 
 
 class AccountScope:

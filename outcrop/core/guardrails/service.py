@@ -12,12 +12,10 @@ import secrets
 import string
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from outcrop.core.access import AccessService
@@ -25,9 +23,9 @@ from outcrop.core.accounts import caller_of
 from outcrop.core.governance import CallContext
 from outcrop.core.guardrails import config
 from outcrop.core.kms import KeyService
-from outcrop.errors import Conflict, Invalid, NotFound
+from outcrop.errors import Invalid, NotFound
 from outcrop.settings import Settings
-from outcrop.storage.repositories import AccountScope
+from outcrop.storage.repositories import AccountScope, unique
 from outcrop.storage.tables import Guardrail, GuardrailVersion
 
 DRAFT = "DRAFT"
@@ -74,7 +72,7 @@ class GuardrailService:
         head = Guardrail(id=guardrail_id, name=document["name"], latest_version=0, tags=json.dumps(tags),
                          created_at=now, updated_at=now)
         draft = self._version_row(account, guardrail_id, DRAFT, document, key, now)
-        with self._unique(f"A guardrail named {document['name']} already exists"), self.sessions.begin() as session:
+        with unique(f"A guardrail named {document['name']} already exists"), self.sessions.begin() as session:
             scope = AccountScope(session, account)
             scope.add(head)
             scope.add(draft)
@@ -86,7 +84,7 @@ class GuardrailService:
         self.access.require(ctx, self.arn(account, guardrail_id))
         document = config.normalize(body)
         now = datetime.now(UTC)
-        with self._unique(f"A guardrail named {document['name']} already exists"), self.sessions.begin() as session:
+        with unique(f"A guardrail named {document['name']} already exists"), self.sessions.begin() as session:
             scope = AccountScope(session, account)
             head = self._head(scope, guardrail_id)
             draft = scope.get(GuardrailVersion, f"{guardrail_id}:{DRAFT}")
@@ -280,12 +278,6 @@ class GuardrailService:
             out["kmsKeyArn"] = f"arn:aws:kms:{self.settings.region}:{row.account_id}:key/{row.kms_key}"
         return out
 
-    @contextmanager
-    def _unique(self, message: str) -> Iterator[None]:
-        try:
-            yield
-        except IntegrityError as exc:
-            raise Conflict(message) from exc
 
 
 def _version(version: str) -> str:

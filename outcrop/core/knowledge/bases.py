@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import secrets
 import string
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from outcrop.core.access import AccessService
@@ -23,9 +20,9 @@ from outcrop.core.knowledge.embedder import Embedder
 from outcrop.core.knowledge.index import KnowledgeIndexes
 from outcrop.core.knowledge.ingestion import remove_documents
 from outcrop.core.knowledge.sources import validate_source
-from outcrop.errors import Conflict, Invalid, NotFound
+from outcrop.errors import Invalid, NotFound
 from outcrop.settings import Settings
-from outcrop.storage.repositories import AccountScope
+from outcrop.storage.repositories import AccountScope, unique
 from outcrop.storage.tables import DataSource, Job, KbChunk, KbDocument, KnowledgeBase
 
 _ID = string.ascii_uppercase + string.digits
@@ -82,7 +79,7 @@ class KnowledgeBaseService:
                             storage=json.dumps(body["storageConfiguration"]) if body.get("storageConfiguration") else None,
                             dimension=dims or native, revision=0, salt=secrets.token_bytes(16),
                             created_at=now, updated_at=now)
-        with self._unique(f"A knowledge base named {name} already exists"), self.sessions.begin() as session:
+        with unique(f"A knowledge base named {name} already exists"), self.sessions.begin() as session:
             AccountScope(session, account).add(row)
             return self.render(row)
 
@@ -142,7 +139,7 @@ class KnowledgeBaseService:
             raise Invalid("The embedding model of a knowledge base cannot be changed; create a new knowledge base")
         if self._store(body.get("storageConfiguration")) != current.store:
             raise Invalid("The storage configuration of a knowledge base cannot be changed")
-        with self._unique("A knowledge base with that name already exists"), self.sessions.begin() as session:
+        with unique("A knowledge base with that name already exists"), self.sessions.begin() as session:
             row = AccountScope(session, current.account_id).get(KnowledgeBase, kb_id)
             if row is None:
                 raise NotFound(f"Knowledge base with id {kb_id} does not exist")
@@ -183,12 +180,6 @@ class KnowledgeBaseService:
             out["storageConfiguration"] = json.loads(row.storage)
         return out
 
-    @contextmanager
-    def _unique(self, message: str) -> Iterator[None]:
-        try:
-            yield
-        except IntegrityError as exc:
-            raise Conflict(message) from exc
 
     # -- data sources ---------------------------------------------------------------------------------
 
@@ -198,7 +189,7 @@ class KnowledgeBaseService:
         row = DataSource(id=new_id(), knowledge_base_id=kb_id, name=_name(body.get("name"), "name"),
                          description=body.get("description"), status="AVAILABLE", created_at=now, updated_at=now,
                          **self._source_fields(body))
-        with self._unique(f"A data source named {row.name} already exists in {kb_id}"), \
+        with unique(f"A data source named {row.name} already exists in {kb_id}"), \
                 self.sessions.begin() as session:
             AccountScope(session, kb.account_id).add(row)
             return self.render_source(row)
@@ -241,7 +232,7 @@ class KnowledgeBaseService:
     def update_source(self, ctx: CallContext, kb_id: str, ds_id: str, body: dict[str, Any]) -> dict[str, Any]:
         kb, _ = self.source(ctx, kb_id, ds_id)
         fields = self._source_fields(body)
-        with self._unique("A data source with that name already exists"), self.sessions.begin() as session:
+        with unique("A data source with that name already exists"), self.sessions.begin() as session:
             row = AccountScope(session, kb.account_id).get(DataSource, ds_id)
             assert row is not None
             row.name, row.description = _name(body.get("name"), "name"), body.get("description")
