@@ -13,7 +13,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[server,local,kb,guardrails]'
+	$(BIN)/pip install -q -e '.[server,local,kb,guardrails,train]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from outcrop.cli import admin, audit, chat, guardrails, kb, models, quotas, serve, usage
+from outcrop.cli import admin, audit, chat, guardrails, jobs, kb, models, quotas, serve, usage
 
 app = typer.Typer(name="outcrop", help="Amazon Bedrock's capabilities on your own hardware.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -24,6 +24,9 @@ app.add_typer(audit.logs, name="logs")
 app.add_typer(quotas.app, name="quotas")
 app.add_typer(kb.app, name="kb")
 app.add_typer(guardrails.app, name="guardrails")
+app.add_typer(jobs.jobs, name="jobs")
+app.add_typer(jobs.finetune, name="finetune")
+app.add_typer(jobs.batch, name="batch")
 app.command("usage")(usage.usage)
 
 

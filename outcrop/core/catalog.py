@@ -12,7 +12,7 @@ from urllib.parse import unquote
 
 from outcrop.errors import Invalid, NotFound
 from outcrop.settings import Settings
-from outcrop.types import ModelSpec
+from outcrop.types import Adapter, ModelSpec
 
 QWEN_05B_ID = "qwen.qwen2-5-coder-0-5b-instruct-v1:0"
 QWEN_15B_ID = "qwen.qwen2-5-coder-1-5b-instruct-v1:0"
@@ -70,6 +70,7 @@ CHAT_PATTERNS = ("anthropic.claude*", "amazon.titan-text-*", "cohere.command*", 
                  "ai21.jamba*")
 EMBEDDING_PATTERNS = ("amazon.titan-embed-text-*", "cohere.embed-*")
 
+PRIVATE_ARN = re.compile(r"^arn:aws[\w-]*:bedrock:[\w-]*:\d{12}:(custom-model|imported-model|provisioned-model)/")
 _ARN = re.compile(r"^arn:aws[\w-]*:bedrock:[\w-]*:\d*:(foundation-model|inference-profile|custom-model|"
                   r"provisioned-model|imported-model|application-inference-profile)/(.+)$")
 _GEO_PREFIX = re.compile(r"^(us|eu|apac|global|us-gov|ca|jp|au)\.(?=[a-z0-9-]+\.)")
@@ -81,6 +82,8 @@ class Resolved:
 
     requested: str  # the Bedrock-style ID, with ARN and geography prefix removed
     spec: ModelSpec
+    arn: str | None = None  # a private (custom, imported, provisioned) model's ARN: what IAM checks
+    adapter: Adapter | None = None  # a custom model's LoRA, applied on its base model's engine
 
     @property
     def family(self) -> str:

@@ -8,15 +8,16 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import unquote
 
 from outcrop import modelpacks
 from outcrop.core.access import STREAM_ACTION, AccessService, model_arn
-from outcrop.core.catalog import SMOLLM2_ID, Catalog, Resolved, normalize_model_id
+from outcrop.core.catalog import PRIVATE_ARN, SMOLLM2_ID, Catalog, Resolved, normalize_model_id
 from outcrop.core.governance import Admission, CallContext, Invocation, OpenAdmission, Recorder, UsageRecorder
 from outcrop.core.tools import OutputFilter, parse_tool_calls
 from outcrop.engines.base import Engine, EngineContext, EngineDone, EngineEvent, EngineText, EngineToolCall
-from outcrop.errors import Invalid, ModelError, ModelNotReady, OutcropError
+from outcrop.errors import Invalid, ModelError, ModelNotReady, NotFound, OutcropError
 from outcrop.settings import Settings
 from outcrop.types import (
     ChatEvent,
@@ -114,6 +115,12 @@ class ModelPool:
         self.engines.clear()
 
 
+class PrivateModels(Protocol):
+    """An account's own models: custom (a LoRA on a catalog base) and imported ones."""
+
+    def resolve(self, account_id: str, model_id: str) -> Resolved: ...
+
+
 class InferenceService:
     def __init__(self, settings: Settings, catalog: Catalog, pool: ModelPool, recorder: Recorder | None = None,
                  access: AccessService | None = None, admission: Admission | None = None) -> None:
@@ -123,9 +130,22 @@ class InferenceService:
         self.recorder: Recorder = recorder or UsageRecorder()
         self.admission: Admission = admission or OpenAdmission()
         self.access = access or AccessService(lambda account, principal: [])
+        self.private: PrivateModels | None = None  # custom and imported models (outcrop.core.customization)
 
-    def resolve(self, model_id: str) -> Resolved:
+    def resolve(self, model_id: str, account_id: str | None = None) -> Resolved:
+        """The model that answers an ID: the catalog's, or (for an account) one of its private models —
+        named by ARN, or by name when the catalog has no such model."""
+        if self.private is not None and account_id is not None:
+            if PRIVATE_ARN.match(unquote(model_id)):
+                return self.private.resolve(account_id, unquote(model_id))
+            try:
+                return self.catalog.resolve(model_id)
+            except NotFound:
+                return self.private.resolve(account_id, model_id)
         return self.catalog.resolve(model_id)
+
+    def resolve_for(self, ctx: CallContext, model_id: str) -> Resolved:
+        return self.resolve(model_id, ctx.caller.account_id if ctx.caller else None)
 
     def foundation_models(self, ctx: CallContext) -> list[tuple[str, str, str, ModelSpec]]:
         """The catalog listing, for a caller allowed to list it."""
@@ -173,9 +193,11 @@ class InferenceService:
                 yield event
 
     async def _generate(self, request: ChatRequest, record: Invocation, live: bool) -> AsyncIterator[ChatEvent]:
-        resolved = self.resolve(request.model_id)
+        resolved = record.resolved or self.resolve_for(record.context, request.model_id)
         record.served_by = resolved.spec.model_id
         spec = resolved.spec
+        if resolved.adapter is not None:
+            request.adapter = resolved.adapter
         self._validate_chat(request, spec)
         engine = await self.pool.get(spec, self.catalog)
         if request.config.max_tokens is None:
@@ -251,7 +273,7 @@ class InferenceService:
 
     async def embed(self, ctx: CallContext, request: EmbeddingRequest) -> EmbeddingResult:
         with self._recorded(ctx, request.model_id, request=request, kind="embedding") as record:
-            resolved = self.resolve(request.model_id)
+            resolved = record.resolved or self.resolve_for(ctx, request.model_id)
             record.served_by = resolved.spec.model_id
             if resolved.spec.kind != "embedding":
                 raise Invalid(f"Model {request.model_id} is not an embedding model.")
@@ -265,7 +287,7 @@ class InferenceService:
 
     async def count_tokens(self, ctx: CallContext, request: ChatRequest) -> int:
         with self._recorded(ctx, request.model_id, request=request, kind="count_tokens") as record:
-            resolved = self.resolve(request.model_id)
+            resolved = record.resolved or self.resolve_for(ctx, request.model_id)
             record.served_by = resolved.spec.model_id
             if resolved.spec.kind != "chat":
                 raise Invalid(f"CountTokens is not supported for {request.model_id}")
@@ -281,7 +303,12 @@ class InferenceService:
         started = time.perf_counter()
         admitted = False
         try:
-            self.access.require(ctx, model_arn(self.settings.region, model_id), action)
+            arn = model_arn(self.settings.region, model_id)
+            if self.private is not None and ctx.caller is not None and not model_id.startswith(
+                    "arn:aws:bedrock:" + self.settings.region + "::foundation-model/"):
+                record.resolved = self.resolve_for(ctx, model_id)
+                arn = record.resolved.arn or arn
+            self.access.require(ctx, arn, action)
             self.admission.admit(record)
             admitted = True
             yield record

@@ -94,12 +94,17 @@ class JobService:
 
     # -- the API side ---------------------------------------------------------------------------------
 
-    def submit(self, account_id: str, kind: str, target: str, description: str | None = None) -> Job:
+    def submit(self, account_id: str, kind: str, target: str, description: str | None = None,
+               job_id: str | None = None, also: tuple[Any, ...] = ()) -> Job:
+        """Queue a job; `also` rows (its resource records) are written in the same transaction."""
         now = datetime.now(UTC)
-        job = Job(id=str(uuid.uuid4()), kind=kind, target=target, status="queued", description=description,
-                  progress="{}", created_at=now, updated_at=now, attempts=0)
+        job = Job(id=job_id or str(uuid.uuid4()), kind=kind, target=target, status="queued",
+                  description=description, progress="{}", created_at=now, updated_at=now, attempts=0)
         with self.sessions.begin() as session:
-            AccountScope(session, account_id).add(job)
+            scope = AccountScope(session, account_id)
+            scope.add(job)
+            for row in also:
+                scope.add(row)
             session.expunge(job)
         self._wake.set()
         return job

@@ -13,6 +13,7 @@ def register_engines(register: Callable[[type[Any]], None]) -> None:
     from outcrop.engines.embeddings import SentenceTransformersEngine
     from outcrop.engines.llamacpp import LlamaCppEngine
     from outcrop.engines.openai_compat import OpenAICompatibleEngine
+    from outcrop.engines.transformers import TransformersEngine
 
-    for cls in (LlamaCppEngine, SentenceTransformersEngine, OpenAICompatibleEngine):
+    for cls in (LlamaCppEngine, SentenceTransformersEngine, OpenAICompatibleEngine, TransformersEngine):
         register(cls)

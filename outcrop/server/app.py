@@ -19,7 +19,15 @@ from outcrop.core.governance.audit import AuditTrail, Outcome
 from outcrop.errors import AccessDenied, Invalid, NotFound, OutcropError, PayloadTooLarge
 from outcrop.ids import request_id
 from outcrop.server import awsjson, deps, observability
-from outcrop.server.bedrock import routes_agent, routes_agent_runtime, routes_control, routes_guardrails, routes_runtime
+from outcrop.server.bedrock import (
+    routes_agent,
+    routes_agent_runtime,
+    routes_batch,
+    routes_control,
+    routes_customization,
+    routes_guardrails,
+    routes_runtime,
+)
 from outcrop.server.bedrock import wire as bedrock_wire
 from outcrop.server.logs import REQUEST_ID
 from outcrop.server.native import audit as native_audit
@@ -200,6 +208,7 @@ def create_app(settings: Settings, services: deps.Services | None = None, plugin
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = services or deps.Services.build(settings, plugins)
+        routes_batch.attach(app.state.services)  # batch records and async invokes run InvokeModel's code path
         app.state.services.jobs.start()  # the in-process job worker (ingestion, ...)
         yield
         app.state.services.close()
@@ -239,6 +248,8 @@ def create_app(settings: Settings, services: deps.Services | None = None, plugin
     app.include_router(routes_runtime.router)
     app.include_router(routes_control.router)
     app.include_router(routes_guardrails.router)
+    app.include_router(routes_customization.router)
+    app.include_router(routes_batch.router)
     app.include_router(routes_agent.router)
     app.include_router(routes_agent_runtime.router)
     app.include_router(openai_routes.router)

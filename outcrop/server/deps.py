@@ -13,6 +13,9 @@ from outcrop.core.access import BEARER_ACTION, OPERATIONS, AccessService, attach
 from outcrop.core.accounts import AccountsService
 from outcrop.core.catalog import Catalog
 from outcrop.core.crypto import MasterKeyring
+from outcrop.core.customization.batch import BatchInference
+from outcrop.core.customization.records import ModelJobs
+from outcrop.core.customization.service import Customization
 from outcrop.core.files import FileService
 from outcrop.core.governance import Admissions, CallContext, Recorders
 from outcrop.core.governance.audit import AuditTrail
@@ -28,6 +31,7 @@ from outcrop.core.jobs import JobService
 from outcrop.core.kms import KeyService
 from outcrop.core.knowledge import parsing
 from outcrop.core.knowledge.service import Knowledge
+from outcrop.core.objects import ObjectStore
 from outcrop.core.policies import PoliciesService
 from outcrop.ids import request_id
 from outcrop.plugins import engine_classes, guardrail_checks, parsers, plugin_manager, vector_stores
@@ -64,6 +68,9 @@ class Services:
     jobs: JobService
     knowledge: Knowledge
     guardrails: Guardrails
+    model_jobs: ModelJobs
+    customization: Customization
+    batch: BatchInference
 
     @classmethod
     def build(cls, settings: Settings, plugins: list[object] | None = None) -> Services:
@@ -99,12 +106,26 @@ class Services:
         knowledge = Knowledge.build(settings, sessions, access, keys, inference, blobs, jobs, vector_stores(pm))
         guardrails = guardrails_module.build(settings, sessions, access, keys, inference, guardrail_checks(pm))
         knowledge.generation.guardrails = guardrails
+        model_jobs = ModelJobs(settings, sessions, access, keys, jobs)
+        files = FileService(keys, blobs, access)
+
+        def objects(account_id: str) -> ObjectStore:
+            return ObjectStore(settings, lambda file_id: files.content_of(account_id, file_id))
+
+        customization = Customization.build(settings, sessions, access, keys, blobs, catalog, inference, jobs,
+                                            model_jobs, objects)
         return cls(settings, catalog, inference, identity, access, accounts, PoliciesService(accounts, access), keys,
-                   FileService(keys, blobs, access), AuthThrottle(settings.auth_failures_per_minute), audit, signer,
-                   invocation_log, metrics, usage, quotas, jobs, knowledge, guardrails)
+                   files, AuthThrottle(settings.auth_failures_per_minute), audit, signer,
+                   invocation_log, metrics, usage, quotas, jobs, knowledge, guardrails, model_jobs, customization,
+                   BatchInference(settings, model_jobs, inference))
+
+    def objects(self, account_id: str) -> ObjectStore:
+        """Where an account's jobs read inputs and write outputs (its uploads included)."""
+        return self.customization.finetune.objects(account_id)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self.jobs.close()
+        self.customization.close()
         self.knowledge.close()
         self.invocation_log.flush()
         self.quotas.flush()

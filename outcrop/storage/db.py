@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0005"  # newest revision; tests/unit/test_storage.py checks it against Alembic's scripts
+HEAD = "0006"  # newest revision; tests/unit/test_storage.py checks it against Alembic's scripts
 
 
 def make_engine(url: str) -> Engine:

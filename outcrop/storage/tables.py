@@ -360,3 +360,67 @@ class GuardrailVersion(Base):
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ModelJob(Base):
+    """The Bedrock-facing record of a model job (customization, import, batch, async invoke); its status,
+    progress and failure live in the Job row with the same id, which the worker drives."""
+
+    __tablename__ = "model_jobs"
+    __table_args__ = (UniqueConstraint("account_id", "kind", "name"),)
+
+    id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)  # 12 lower-case alphanumerics
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)  # customization | import | batch | async
+    name: Mapped[str] = mapped_column(String(128))  # the job name (async invokes: their id)
+    model_id: Mapped[str] = mapped_column(String(2048))  # the base / target model as the caller named it
+    output_model: Mapped[str | None] = mapped_column(String(12), nullable=True)  # the custom/imported model made
+    client_token: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    kms_key: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the customer key sealing it, if given
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)  # the request (URIs, hyperparameters, model input), sealed
+    tags: Mapped[str] = mapped_column(Text, default="[]")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class CustomModel(Base):
+    """A fine-tuned (kind custom) or imported (kind imported) model. Its weights — a LoRA adapter, or the
+    imported files — are sealed blobs under the account's key."""
+
+    __tablename__ = "custom_models"
+    __table_args__ = (UniqueConstraint("account_id", "kind", "name"),)
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # custom | imported
+    name: Mapped[str] = mapped_column(String(128))
+    base_model_id: Mapped[str | None] = mapped_column(String(256), nullable=True)  # catalog ID of the base
+    job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # Creating | Active | Failed
+    serving: Mapped[str | None] = mapped_column(String(32), nullable=True)  # llamacpp-lora | transformers-peft | ...
+    architecture: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    kms_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)  # details: hyperparameters, data config, metrics, notes
+    blobs: Mapped[str] = mapped_column(Text, default="{}")  # JSON {role: blob key} of the sealed weight files
+    tags: Mapped[str] = mapped_column(Text, default="[]")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ProvisionedModel(Base):
+    """Provisioned throughput: here, the knob that keeps a model loaded (and its adapter resident)."""
+
+    __tablename__ = "provisioned_models"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    model_arn: Mapped[str] = mapped_column(String(2048))
+    model_units: Mapped[int] = mapped_column(Integer)
+    commitment: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # Creating | InService | Updating | Failed
+    failure: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tags: Mapped[str] = mapped_column(Text, default="[]")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -47,11 +47,31 @@ def test_canary_sentence_never_lies_on_disk_in_plaintext(server: LiveServer, ope
     openai_client.embeddings.create(model="amazon.titan-embed-text-v2:0", input=canary)
     knowledge_base_with(server, file_root, canary)
     guardrail_with(server, runtime, canary)
+    customization_with(server, openai_client, runtime, canary)
     assert scan(server.home, canary.encode()) == []
     assert scan(server.home, canary.encode("utf-16-le")) == []
     visible = f"plain-{uuid.uuid4().hex[:8]}"  # user names are metadata, stored plainly: the scan must see them
     operator(server).ok("POST", "/outcrop/v1/users", {"UserName": visible})
     assert any(hit.startswith("outcrop.db") for hit in scan(server.home, visible.encode()))
+
+
+def customization_with(server: LiveServer, openai_client, runtime, canary: str) -> None:  # type: ignore[no-untyped-def]
+    """The canary as fine-tuning data (uploaded, then trained on) and as a prompt to the custom model made."""
+    lines = "".join(json.dumps({"prompt": f"{canary} {i}", "completion": canary}) + "\n" for i in range(8))
+    data = upload(openai_client, "train.jsonl", lines.encode())
+    bedrock = server.client("bedrock")
+    arn = bedrock.create_model_customization_job(
+        jobName=f"canary-{uuid.uuid4().hex[:6]}", customModelName=f"canary-{uuid.uuid4().hex[:6]}",
+        roleArn="arn:aws:iam::1:role/ft", baseModelIdentifier="huggingface.smollm2-135m-instruct-v1:0",
+        hyperParameters={"maxSteps": "2", "batchSize": "4"}, trainingDataConfig={"s3Uri": data.id},
+        outputDataConfig={"s3Uri": (server.home / "files" / "ft").as_uri()})["jobArn"]
+    deadline = time.monotonic() + 300
+    while (job := bedrock.get_model_customization_job(jobIdentifier=arn))["status"] == "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert job["status"] == "Completed", job.get("failureMessage")
+    runtime.converse(modelId=job["outputModelArn"], messages=[{"role": "user", "content": [{"text": canary}]}],
+                     inferenceConfig={"maxTokens": 4})
 
 
 def guardrail_with(server: LiveServer, runtime, canary: str) -> None:  # type: ignore[no-untyped-def]

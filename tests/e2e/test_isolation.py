@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -134,6 +137,26 @@ OPERATIONS: list[tuple[str, str, str, Any, str]] = [
     ("ListTagsForResource", "POST", "/listTagsForResource", {"resourceARN": "{guardrail_arn}"}, "foreign"),
     ("UntagResource", "POST", "/untagResource", {"resourceARN": "{guardrail_arn}", "tagKeys": ["team"]}, "foreign"),
     ("DeleteGuardrail", "DELETE", "/guardrails/{guardrail}", None, "foreign"),
+    # customization: B cannot see, stop or delete A's jobs and models, nor invoke them
+    ("CreateModelCustomizationJob", "POST", "/model-customization-jobs", {"jobName": "{new}", "customModelName": "{new}", "roleArn": ROLE, "baseModelIdentifier": "huggingface.smollm2-135m-instruct-v1:0", "hyperParameters": {"maxSteps": "1", "batchSize": "1"}, "trainingDataConfig": {"s3Uri": "{train_uri}"}, "outputDataConfig": {"s3Uri": "{out_uri}"}}, "own"),
+    ("ListModelCustomizationJobs", "GET", "/model-customization-jobs", None, "own"),
+    ("GetModelCustomizationJob", "GET", "/model-customization-jobs/{ft_job}", None, "foreign"),
+    ("StopModelCustomizationJob", "POST", "/model-customization-jobs/{ft_job}/stop", None, "foreign"),
+    ("ListCustomModels", "GET", "/custom-models", None, "own"),
+    ("GetCustomModel", "GET", "/custom-models/{custom_model}", None, "foreign"),
+    ("Converse", "POST", "/model/{custom_model_arn_q}/converse", {"messages": MSGS, "inferenceConfig": {"maxTokens": 1}}, "foreign"),
+    ("CreateModelImportJob", "POST", "/model-import-jobs", {"jobName": "{new}", "importedModelName": "{new}", "roleArn": ROLE, "modelDataSource": {"s3DataSource": {"s3Uri": "{gguf_uri}"}}}, "own"),
+    ("ListModelImportJobs", "GET", "/model-import-jobs", None, "own"),
+    ("GetModelImportJob", "GET", "/model-import-jobs/{import_job}", None, "foreign"),
+    ("ListImportedModels", "GET", "/imported-models", None, "own"),
+    ("GetImportedModel", "GET", "/imported-models/{imported_model}", None, "foreign"),
+    ("DeleteImportedModel", "DELETE", "/imported-models/{imported_model}", None, "foreign"),
+    ("CreateProvisionedModelThroughput", "POST", "/provisioned-model-throughput", {"provisionedModelName": "{new}", "modelUnits": 1, "modelId": "huggingface.smollm2-135m-instruct-v1:0"}, "own"),
+    ("ListProvisionedModelThroughputs", "GET", "/provisioned-model-throughputs", None, "own"),
+    ("GetProvisionedModelThroughput", "GET", "/provisioned-model-throughput/{provisioned}", None, "foreign"),
+    ("UpdateProvisionedModelThroughput", "PATCH", "/provisioned-model-throughput/{provisioned}", {"desiredProvisionedModelName": "stolen"}, "foreign"),
+    ("DeleteProvisionedModelThroughput", "DELETE", "/provisioned-model-throughput/{provisioned}", None, "foreign"),
+    ("DeleteCustomModel", "DELETE", "/custom-models/{custom_model}", None, "foreign"),
     ("DeleteDataSource", "DELETE", "/knowledgebases/{kb}/datasources/{ds}", None, "foreign"),
     ("DeleteKnowledgeBase", "DELETE", "/knowledgebases/{kb}", None, "foreign"),
 ]
@@ -166,7 +189,7 @@ def call(who: Principal, method: str, path: str, body: Any, agent: str | None = 
 
 
 @pytest.fixture(scope="module")
-def world(server) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def world(server, file_root) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Account A with one of everything; account B's admin; A's user with no policy at all."""
     a, b = new_account(server, "tenant-a"), new_account(server, "tenant-b")
     tag = uuid.uuid4().hex[:6]
@@ -197,9 +220,59 @@ def world(server) -> dict[str, Any]:  # type: ignore[no-untyped-def]
                                             "blockedInputMessaging": "no", "blockedOutputsMessaging": "no",
                                             "tags": [{"key": "team", "value": "a"}]})
     names["guardrail"], names["guardrail_arn"] = guardrail["guardrailId"], guardrail["guardrailArn"]
+    customization_of(a, names, file_root, tag)
     nobody = a.new_user(f"nobody-{tag}")
     return {"a": a, "b": b, "nobody": nobody, "names": names,
             "b_account": b.ok("GET", "/outcrop/v1/account")["Account"]["AccountId"]}
+
+
+def customization_of(a: Principal, names: dict[str, str], file_root: Path, tag: str) -> None:
+    """A's fine-tuned model (one training step), an imported model and a provisioned throughput."""
+    folder = file_root / f"isolation-{tag}"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps({"prompt": f"Say {i}", "completion": str(i)}) + "\n"
+                                                for i in range(8)))
+    write_tiny_gguf(folder / "model" / "tiny.gguf")
+    names.update(train_uri=(folder / "train.jsonl").as_uri(), out_uri=(folder / "out").as_uri() + "/",
+                 gguf_uri=(folder / "model").as_uri())
+    job = a.ok("POST", "/model-customization-jobs", {
+        "jobName": f"ft-{tag}", "customModelName": f"cm-{tag}", "roleArn": ROLE,
+        "baseModelIdentifier": "huggingface.smollm2-135m-instruct-v1:0",
+        "hyperParameters": {"maxSteps": "1", "batchSize": "1"}, "trainingDataConfig": {"s3Uri": names["train_uri"]},
+        "outputDataConfig": {"s3Uri": names["out_uri"]}})["jobArn"]
+    names["ft_job"] = job.rsplit("/", 1)[-1]
+    deadline = time.monotonic() + 300
+    while (done := a.ok("GET", f"/model-customization-jobs/{names['ft_job']}"))["status"] == "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert done["status"] == "Completed", done
+    names["custom_model_arn"] = done["outputModelArn"]
+    names["custom_model"] = done["outputModelArn"].rsplit("/", 1)[-1]
+    names["custom_model_arn_q"] = quote(done["outputModelArn"], safe="")
+    imported = a.ok("POST", "/model-import-jobs", {"jobName": f"imp-{tag}", "importedModelName": f"im-{tag}",
+                                                   "roleArn": ROLE, "modelDataSource": {"s3DataSource": {
+                                                       "s3Uri": names["gguf_uri"]}}})["jobArn"]
+    names["import_job"] = imported.rsplit("/", 1)[-1]
+    while (done := a.ok("GET", f"/model-import-jobs/{names['import_job']}"))["status"] == "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    names["imported_model"] = done["importedModelArn"].rsplit("/", 1)[-1]
+    names["provisioned"] = a.ok("POST", "/provisioned-model-throughput", {
+        "provisionedModelName": f"pt-{tag}", "modelUnits": 1, "modelId": names["custom_model_arn"]})[
+        "provisionedModelArn"].rsplit("/", 1)[-1]
+
+
+def write_tiny_gguf(path: Path) -> None:
+    """A GGUF file holding only metadata: importable (the header is what the import reads), never served."""
+    import gguf
+
+    path.parent.mkdir(parents=True)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_string("tokenizer.chat_template", "{{ messages }}")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
 
 
 def test_every_route_is_in_the_matrix(server):
@@ -242,7 +315,7 @@ def test_other_account_cannot_reach(world, operation, method, path, body, kind):
     else:
         assert response.status_code < 300, response.text
         for resource in ("user", "role", "access_key", "api_key", "file", "cmk", "account", "policy", "kb", "ds",
-                         "guardrail"):
+                         "guardrail", "ft_job", "custom_model", "import_job", "imported_model", "provisioned"):
             assert names[resource] not in response.text, f"{operation} showed account A's {resource}"
 
 
@@ -262,6 +335,10 @@ def test_account_a_resources_survive_b(world):
     assert guarded["action"] == "GUARDRAIL_INTERVENED"
     assert a.ok("POST", "/listTagsForResource", {"resourceARN": names["guardrail_arn"]})["tags"] == [
         {"key": "team", "value": "a"}]
+    assert a.ok("GET", f"/custom-models/{names['custom_model']}")["modelStatus"] == "Active"
+    assert a.ok("GET", f"/imported-models/{names['imported_model']}")["modelArchitecture"] == "llama"
+    assert a.ok("GET", f"/provisioned-model-throughput/{names['provisioned']}")["provisionedModelName"].startswith("pt-")
+    assert a.ok("GET", f"/model-customization-jobs/{names['ft_job']}")["status"] == "Completed"
 
 
 @pytest.mark.parametrize("operation,method,path,body,kind", OPERATIONS, ids=IDS)

@@ -46,6 +46,7 @@ class Invocation:
     kind: str = "chat"  # chat | embedding | count_tokens
     request: Any = None  # the neutral request (ChatRequest / EmbeddingRequest), for invocation logging
     response: Any = None  # the neutral result (ChatResponse text / EmbeddingResult), when it succeeded
+    resolved: Any = None  # the catalog.Resolved model, once known (private models resolve per account)
 
 
 class Recorder(Protocol):

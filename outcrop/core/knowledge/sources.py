@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from outcrop.core.knowledge.parsing import is_sidecar, sidecar_for
-from outcrop.errors import AccessDenied, Invalid, NotFound, Unavailable
+from outcrop.core.objects import directory_of, s3_client
+from outcrop.errors import Invalid, NotFound, Unavailable
 from outcrop.settings import Settings
 
 
@@ -82,19 +82,6 @@ def bucket_of(arn: str) -> str:
     raise Invalid(f"s3Configuration.bucketArn must look like arn:aws:s3:::bucket-name (or file:///dir), not {arn!r}")
 
 
-def directory_of(settings: Settings, uri: str) -> Path:
-    """A file:// URI as a real directory inside an allowlisted root (symlinks resolved first)."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
-        raise Invalid(f"{uri!r} is not a file:///absolute/path URI")
-    path = Path(unquote(parsed.path)).resolve()
-    roots = [root.resolve() for root in settings.allowed_file_roots]
-    if not any(path == root or root in path.parents for root in roots):
-        raise AccessDenied(f"{path} is outside the directories this server may read "
-                           f"({', '.join(map(str, roots))}); add it to OUTCROP_FILE_ROOTS")
-    return path
-
-
 class DirectorySource(Source):
     def __init__(self, root: Path, prefixes: list[str]) -> None:
         self.root = root
@@ -123,15 +110,7 @@ class S3Source(Source):
         self.prefixes = prefixes
 
     def _client(self) -> Any:
-        import botocore.session
-        from botocore.config import Config
-
-        secret = self.settings.s3_secret_access_key
-        return botocore.session.get_session().create_client(
-            "s3", endpoint_url=self.settings.s3_endpoint_url, region_name=self.settings.s3_region,
-            aws_access_key_id=self.settings.s3_access_key_id or "outcrop",
-            aws_secret_access_key=secret.get_secret_value() if secret else "outcrop",
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
+        return s3_client(self.settings)
 
     def documents(self) -> Iterator[SourceDocument]:
         import botocore.exceptions

@@ -37,14 +37,18 @@ def model_label(request: Request) -> str:
 @router.post("/model/{model_id:path}/converse")
 async def converse(request: Request, ctx: CallContext = Depends(operation("Converse"))) -> Response:
     body = parse_json(await request.body())
-    chat = translate.converse_request(model_label(request), body)
-    svc = services(request)
+    return json_response(await converse_body(services(request), ctx, model_label(request), body))
+
+
+async def converse_body(svc: Any, ctx: CallContext, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Converse's answer to one request body, apart from HTTP (batch records run it too)."""
+    chat = translate.converse_request(model_id, body)
     guard = GuardConfig.parse(body.get("guardrailConfig"))
     if guard is None:
         response = await svc.inference.chat(ctx, chat)
     else:
         response = await svc.guardrails.guard_chat(ctx, chat, guard, guarded_input(body, chat))
-    return json_response(translate.converse_response(response))
+    return translate.converse_response(response)
 
 
 @router.post("/model/{model_id:path}/converse-stream")
@@ -110,28 +114,32 @@ async def invoke_model(request: Request, ctx: CallContext = Depends(operation("I
     svc = services(request)
     requested, family, body = _family(request, svc, await request.body())
     started = time.perf_counter()
-    if _is_embedding(family):
-        emb = family.request(requested, body)
-        result = await svc.inference.embed(ctx, emb)
-        payload = family.response(body, emb, result)
-        tokens_in, tokens_out = result.input_tokens, 0
-    else:
-        chat = family.request(requested, body)
-        guard = header_guard(request)
-        if guard is None:
-            response = await svc.inference.chat(ctx, chat)
-        else:
-            response = await svc.guardrails.guard_chat(ctx, chat, guard, Guarded.of_messages(chat.messages))
-        payload = family.response(requested, response)
-        if guard is not None:
-            _guard_fields(payload, guard, response.stop_reason, response.trace)
-        tokens_in, tokens_out = response.usage.input_tokens, response.usage.output_tokens
+    payload, tokens_in, tokens_out = await invoke_body(svc, ctx, requested, family, body, header_guard(request))
     latency = int((time.perf_counter() - started) * 1000)
     return json_response(payload, headers={
         "X-Amzn-Bedrock-Input-Token-Count": str(tokens_in),
         "X-Amzn-Bedrock-Output-Token-Count": str(tokens_out),
         "X-Amzn-Bedrock-Invocation-Latency": str(latency),
     })
+
+
+async def invoke_body(svc: Any, ctx: CallContext, requested: str, family: Any, body: dict[str, Any],
+                      guard: GuardConfig | None = None) -> tuple[dict[str, Any], int, int]:
+    """InvokeModel's answer to one body and its token counts, apart from HTTP (batch records and async invokes run
+    it too, so their outputs are exactly InvokeModel's)."""
+    if _is_embedding(family):
+        emb = family.request(requested, body)
+        result = await svc.inference.embed(ctx, emb)
+        return family.response(body, emb, result), result.input_tokens, 0
+    chat = family.request(requested, body)
+    if guard is None:
+        response = await svc.inference.chat(ctx, chat)
+    else:
+        response = await svc.guardrails.guard_chat(ctx, chat, guard, Guarded.of_messages(chat.messages))
+    payload = family.response(requested, response)
+    if guard is not None:
+        _guard_fields(payload, guard, response.stop_reason, response.trace)
+    return payload, response.usage.input_tokens, response.usage.output_tokens
 
 
 @router.post("/model/{model_id:path}/invoke-with-response-stream")
@@ -208,11 +216,17 @@ async def count_tokens(request: Request, ctx: CallContext = Depends(operation("C
 
 def _family(request: Request, svc: Any, raw: bytes) -> tuple[str, Any, dict[str, Any]]:
     model_id = model_label(request)
-    resolved = svc.inference.resolve(model_id)
+    family = family_of(svc, request.scope["outcrop.ctx"], model_id)
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if content_type not in ("application/json", "*/*", ""):
         raise Invalid(f"Unsupported content type {content_type!r}; send application/json")
-    return model_id, family_for(resolved.requested, resolved.spec.kind), parse_json(raw)
+    return model_id, family, parse_json(raw)
+
+
+def family_of(svc: Any, ctx: CallContext, model_id: str) -> Any:
+    """The InvokeModel body format of the model an ID names (for the caller: private models resolve per account)."""
+    resolved = svc.inference.resolve_for(ctx, model_id)
+    return family_for(resolved.requested, resolved.spec.kind)
 
 
 def _is_embedding(family: object) -> bool:
