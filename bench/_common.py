@@ -38,6 +38,8 @@ def make_home(prefix: str = "outcrop-bench-") -> Path:
     models = home / "models"
     if SEED_MODELS.is_dir():
         models.mkdir()
+        if (SEED_MODELS / "hf").is_dir():  # base models converted for training (outcrop.core.customization)
+            (models / "hf").symlink_to(SEED_MODELS / "hf")
         for f in SEED_MODELS.iterdir():
             if f.is_file():
                 # hard-link when possible (same filesystem), else copy

@@ -83,8 +83,7 @@ def test_fine_tuning_completes_with_metrics_and_files(tuned: dict[str, Any], tas
     assert lines[0].startswith("step_number,epoch_number,training_loss") and len(lines) == 41
     first, last = float(lines[1].split(",")[2]), float(lines[-1].split(",")[2])
     assert last < first  # it learned
-    assert (folder / "validation_artifacts" / "post_fine_tuning_validation" / "validation" /
-            "validation_metrics.csv").exists()
+    assert (folder / "validation_artifacts" / "post_fine_tuning_validation" / "validation_metrics.csv").exists()
 
 
 def test_custom_model_is_listed_and_served_by_llamacpp(bedrock: Any, tuned: dict[str, Any]) -> None:

@@ -41,8 +41,6 @@ KIND = "customization"
 TYPES = ("FINE_TUNING", "CONTINUED_PRE_TRAINING")
 STATUS = {"queued": "InProgress", "running": "InProgress", "stopping": "Stopping", "stopped": "Stopped",
           "completed": "Completed", "failed": "Failed"}
-TRAINING_METRICS = "training_artifacts/step_wise_training_metrics.csv"
-VALIDATION_METRICS = "validation_artifacts/post_fine_tuning_validation/validation/validation_metrics.csv"
 
 
 class CustomizationJobs:
@@ -257,9 +255,11 @@ class CustomizationJobs:
     def _write_metrics(self, store: ObjectStore, folder: Location, steps: list[Any]) -> None:
         from outcrop.core.customization import training
 
-        store.write(folder.child(TRAINING_METRICS), training.training_metrics_csv(steps).encode(), "text/csv")
+        store.write(folder.child(training.TRAINING_METRICS_PATH), training.training_metrics_csv(steps).encode(),
+                    "text/csv")
         if any(s.validation_loss is not None for s in steps):
-            store.write(folder.child(VALIDATION_METRICS), training.validation_metrics_csv(steps).encode(), "text/csv")
+            store.write(folder.child(training.VALIDATION_METRICS_PATH),
+                        training.validation_metrics_csv(steps).encode(), "text/csv")
 
     def _base(self, identifier: Any, kind: str) -> ModelSpec:
         if not isinstance(identifier, str) or not identifier:
