@@ -7,7 +7,7 @@
 (b) the custom model's decode speed ÷ the base model's: the same long-answer prompts, base model ID vs custom
     model ARN on the same engine (the LoRA applied per request), alternating, output tokens / latency.
 
-Run: python bench/customization.py [--steps 100] [--reps 3]
+Run: python bench/customization.py [--steps 48] [--batch-size 4] [--reps 3]
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def score(runtime: Any, model: str, held: list[Any]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
     home = make_home()
@@ -59,7 +60,7 @@ def main() -> None:
         started = time.perf_counter()
         arn = bedrock.create_model_customization_job(
             jobName="countries", customModelName="countries", roleArn="arn:aws:iam::1:role/bench",
-            baseModelIdentifier=BASE, hyperParameters={"batchSize": "8", "learningRate": "0.002",
+            baseModelIdentifier=BASE, hyperParameters={"batchSize": str(args.batch_size), "learningRate": "0.002",
                                                        "epochCount": "10", "maxSteps": str(args.steps)},
             trainingDataConfig={"s3Uri": data.as_uri()},
             outputDataConfig={"s3Uri": (home / "files" / "out").as_uri() + "/"})["jobArn"]
@@ -80,7 +81,7 @@ def main() -> None:
     base_tps, custom_tps = statistics.median(speeds["base"]), statistics.median(speeds["custom"])
     result = {
         "task": "pycountry ISO 3166-1 alpha-3, 199 train / 50 held out", "base_model": BASE,
-        "steps": args.steps, "batch_size": 8, "learning_rate": 0.002, "job_seconds": round(job_seconds, 1),
+        "steps": args.steps, "batch_size": args.batch_size, "learning_rate": 0.002, "job_seconds": round(job_seconds, 1),
         "training_loss": job["trainingMetrics"]["trainingLoss"], "held_out_before": before,
         "held_out_after": after, "serving_engine": engine,
         "base_tokens_per_s": round(base_tps, 1), "custom_tokens_per_s": round(custom_tps, 1),

@@ -70,6 +70,14 @@ class InferenceConfig:
     seed: int | None = None
 
 
+@dataclass(frozen=True)
+class Adapter:
+    """A LoRA adapter to generate with, on the request's base model."""
+
+    key: str  # stable identity, e.g. the custom model's id and the adapter's digest
+    path: str  # a file the engine can open (a GGUF LoRA for llama.cpp); read once, when first used
+
+
 @dataclass
 class ChatRequest:
     """One generation. `prompt` set means a raw text completion (no chat template)."""
@@ -83,6 +91,7 @@ class ChatRequest:
     json_schema: dict[str, Any] | None = None  # constrain the output to JSON (None = free text)
     json_mode: bool = False
     prompt: str | None = None
+    adapter: Adapter | None = None  # a custom model's LoRA on top of the base model
 
 
 @dataclass

@@ -124,6 +124,7 @@ class Services:
         return self.customization.finetune.objects(account_id)  # type: ignore[no-any-return]
 
     def close(self) -> None:
+        self.batch.close()  # before the worker's join: a batch job stops taking records and stays resumable
         self.jobs.close()
         self.customization.close()
         self.knowledge.close()

@@ -47,6 +47,7 @@ def test_canary_sentence_never_lies_on_disk_in_plaintext(server: LiveServer, ope
     openai_client.embeddings.create(model="amazon.titan-embed-text-v2:0", input=canary)
     knowledge_base_with(server, file_root, canary)
     guardrail_with(server, runtime, canary)
+    batch_with(server, runtime, file_root, canary)
     customization_with(server, openai_client, runtime, canary)
     assert scan(server.home, canary.encode()) == []
     assert scan(server.home, canary.encode("utf-16-le")) == []
@@ -72,6 +73,30 @@ def customization_with(server: LiveServer, openai_client, runtime, canary: str) 
     assert job["status"] == "Completed", job.get("failureMessage")
     runtime.converse(modelId=job["outputModelArn"], messages=[{"role": "user", "content": [{"text": canary}]}],
                      inferenceConfig={"maxTokens": 4})
+
+
+def batch_with(server: LiveServer, runtime, file_root: Path, canary: str) -> None:  # type: ignore[no-untyped-def]
+    """The canary in a batch job's records and an async invoke's modelInput, both run to the end: the request is
+    kept sealed, the outputs go to the caller's location (outside the data dir), never a plaintext copy inside."""
+    bedrock = server.client("bedrock")
+    folder = file_root / f"canary-batch-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    body = {"messages": [{"role": "user", "content": f"Repeat: {canary}"}], "max_tokens": 8, "temperature": 0}
+    (folder / "in.jsonl").write_text(json.dumps({"recordId": "CANARY00001", "modelInput": body}) + "\n")
+    job = bedrock.create_model_invocation_job(
+        jobName=folder.name, roleArn="arn:aws:iam::1:role/batch", modelId="huggingface.smollm2-135m-instruct-v1:0",
+        inputDataConfig={"s3InputDataConfig": {"s3Uri": (folder / "in.jsonl").as_uri()}},
+        outputDataConfig={"s3OutputDataConfig": {"s3Uri": (folder / "out").as_uri()}})["jobArn"]
+    invocation = runtime.start_async_invoke(modelId="huggingface.smollm2-135m-instruct-v1:0", modelInput=body,
+                                            outputDataConfig={"s3OutputDataConfig": {"s3Uri": folder.as_uri()}})
+    for _ in range(1200):
+        status = bedrock.get_model_invocation_job(jobIdentifier=job)["status"]
+        answered = runtime.get_async_invoke(invocationArn=invocation["invocationArn"])["status"]
+        if status not in ("Submitted", "InProgress") and answered != "InProgress":
+            break
+        time.sleep(0.25)
+    assert (status, answered) == ("Completed", "Completed")
+    assert canary in (folder / "out" / job.rsplit("/", 1)[1] / "in.jsonl.out").read_text()
 
 
 def guardrail_with(server: LiveServer, runtime, canary: str) -> None:  # type: ignore[no-untyped-def]

@@ -26,6 +26,9 @@ MSGS = [{"role": "user", "content": [{"text": "hi"}]}]
 ROLE = "arn:aws:iam::123456789012:role/kb"
 KB_CONFIG = {"type": "VECTOR", "vectorKnowledgeBaseConfiguration": {"embeddingModelArn": "amazon.titan-embed-text-v2:0"}}
 KB_DOC_ID = {"dataSourceType": "CUSTOM", "custom": {"id": "a-doc"}}
+BATCH_BODY = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
+BATCH_JOB = {"jobName": "{new}", "roleArn": ROLE, "modelId": "anthropic.claude-3-haiku-20240307-v1:0", "inputDataConfig": {"s3InputDataConfig": {"s3Uri": "{batch_uri}/b-in.jsonl"}}, "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "{batch_uri}/b-out/"}}}
+ASYNC_CALL = {"modelId": "anthropic.claude-3-haiku-20240307-v1:0", "modelInput": BATCH_BODY, "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "{batch_uri}/b-async/"}}}
 KB_DOC = {"content": {"dataSourceType": "CUSTOM", "custom": {"customDocumentIdentifier": {"id": "a-doc"}, "sourceType": "IN_LINE", "inlineContent": {"type": "TEXT", "textContent": {"data": "Tenant A's launch code is 7731."}}}}}
 
 # (operation, method, path, body, how account B's admin fares on account A's resources)
@@ -156,6 +159,14 @@ OPERATIONS: list[tuple[str, str, str, Any, str]] = [
     ("GetProvisionedModelThroughput", "GET", "/provisioned-model-throughput/{provisioned}", None, "foreign"),
     ("UpdateProvisionedModelThroughput", "PATCH", "/provisioned-model-throughput/{provisioned}", {"desiredProvisionedModelName": "stolen"}, "foreign"),
     ("DeleteProvisionedModelThroughput", "DELETE", "/provisioned-model-throughput/{provisioned}", None, "foreign"),
+    # batch inference and async invoke: B is told A's jobs and invocations do not exist, cannot stop them
+    ("CreateModelInvocationJob", "POST", "/model-invocation-job", BATCH_JOB, "own"),
+    ("ListModelInvocationJobs", "GET", "/model-invocation-jobs", None, "own"),
+    ("GetModelInvocationJob", "GET", "/model-invocation-job/{batch}", None, "foreign"),
+    ("StopModelInvocationJob", "POST", "/model-invocation-job/{batch}/stop", None, "foreign"),
+    ("StartAsyncInvoke", "POST", "/async-invoke", ASYNC_CALL, "own"),
+    ("ListAsyncInvokes", "GET", "/async-invoke", None, "own"),
+    ("GetAsyncInvoke", "GET", "/async-invoke/{async_arn_q}", None, "foreign"),
     ("DeleteCustomModel", "DELETE", "/custom-models/{custom_model}", None, "foreign"),
     ("DeleteDataSource", "DELETE", "/knowledgebases/{kb}/datasources/{ds}", None, "foreign"),
     ("DeleteKnowledgeBase", "DELETE", "/knowledgebases/{kb}", None, "foreign"),
@@ -221,6 +232,7 @@ def world(server, file_root) -> dict[str, Any]:  # type: ignore[no-untyped-def]
                                             "tags": [{"key": "team", "value": "a"}]})
     names["guardrail"], names["guardrail_arn"] = guardrail["guardrailId"], guardrail["guardrailArn"]
     customization_of(a, names, file_root, tag)
+    batch_of(a, names, file_root, tag)
     nobody = a.new_user(f"nobody-{tag}")
     return {"a": a, "b": b, "nobody": nobody, "names": names,
             "b_account": b.ok("GET", "/outcrop/v1/account")["Account"]["AccountId"]}
@@ -260,6 +272,19 @@ def customization_of(a: Principal, names: dict[str, str], file_root: Path, tag: 
     names["provisioned"] = a.ok("POST", "/provisioned-model-throughput", {
         "provisionedModelName": f"pt-{tag}", "modelUnits": 1, "modelId": names["custom_model_arn"]})[
         "provisionedModelArn"].rsplit("/", 1)[-1]
+
+
+def batch_of(a: Principal, names: dict[str, str], file_root: Path, tag: str) -> None:
+    """A's batch job (one record) and async invoke; B's own calls use the same folder."""
+    folder = file_root / f"batch-isolation-{tag}"
+    folder.mkdir()
+    (folder / "in.jsonl").write_text(json.dumps({"recordId": "A1", "modelInput": BATCH_BODY}) + "\n")
+    names["batch_uri"] = folder.as_uri()
+    job = {**_fill(BATCH_JOB, names), "jobName": f"batch-{tag}",
+           "inputDataConfig": {"s3InputDataConfig": {"s3Uri": (folder / "in.jsonl").as_uri()}}}
+    names["batch"] = a.ok("POST", "/model-invocation-job", job)["jobArn"].rsplit("/", 1)[-1]
+    arn = a.ok("POST", "/async-invoke", _fill(ASYNC_CALL, names))["invocationArn"]
+    names["async"], names["async_arn_q"] = arn.rsplit("/", 1)[-1], quote(arn, safe="")
 
 
 def write_tiny_gguf(path: Path) -> None:
@@ -315,7 +340,8 @@ def test_other_account_cannot_reach(world, operation, method, path, body, kind):
     else:
         assert response.status_code < 300, response.text
         for resource in ("user", "role", "access_key", "api_key", "file", "cmk", "account", "policy", "kb", "ds",
-                         "guardrail", "ft_job", "custom_model", "import_job", "imported_model", "provisioned"):
+                         "guardrail", "ft_job", "custom_model", "import_job", "imported_model", "provisioned",
+                         "batch", "async"):
             assert names[resource] not in response.text, f"{operation} showed account A's {resource}"
 
 
@@ -339,6 +365,8 @@ def test_account_a_resources_survive_b(world):
     assert a.ok("GET", f"/imported-models/{names['imported_model']}")["modelArchitecture"] == "llama"
     assert a.ok("GET", f"/provisioned-model-throughput/{names['provisioned']}")["provisionedModelName"].startswith("pt-")
     assert a.ok("GET", f"/model-customization-jobs/{names['ft_job']}")["status"] == "Completed"
+    assert a.ok("GET", f"/model-invocation-job/{names['batch']}")["status"] not in ("Stopping", "Stopped")
+    assert a.ok("GET", f"/async-invoke/{names['async_arn_q']}")["status"] in ("InProgress", "Completed")
 
 
 @pytest.mark.parametrize("operation,method,path,body,kind", OPERATIONS, ids=IDS)
