@@ -26,8 +26,10 @@ from _common import CpuWatch, boto_client, emit, machine_notes, make_home, runni
 from tests.e2e.country_task import contains, exact, items, write_jsonl  # noqa: E402
 
 BASE = "huggingface.smollm2-135m-instruct-v1:0"
-STORY = ["Write a long story about a lighthouse keeper.", "Describe, at length, how bread is baked.",
-         "Explain in detail how a bicycle works.", "Tell a long tale about a fox and a crow."]
+# Raw text continuations (OpenAI /v1/completions, no chat template): both models write on for all the tokens,
+# where a chat turn would let the country-code model stop after three letters.
+STORY = ["Once upon a time, in a lighthouse by the sea,", "The recipe for bread begins with",
+         "A bicycle works because", "The fox looked at the crow and"]
 
 
 def ask(runtime: Any, model: str, prompt: str, max_tokens: int) -> dict[str, Any]:
@@ -70,13 +72,20 @@ def main() -> None:
         assert job["status"] == "Completed", job
         custom = job["outputModelArn"]
         after = score(runtime, custom, held)
+        print({"before": before, "after": after, "job_seconds": job_seconds}, flush=True)
         speeds: dict[str, list[float]] = {"base": [], "custom": []}
+        exports = server.exports()
+        import openai
+
+        client = openai.OpenAI(base_url=exports["OPENAI_BASE_URL"], api_key=exports["OPENAI_API_KEY"], max_retries=0)
         for _ in range(args.reps):
             for name, model in (("base", BASE), ("custom", custom)):
                 for prompt in STORY:
-                    out = ask(runtime, model, prompt, 128)
-                    if out["tokens"] >= 16:
-                        speeds[name].append(out["tokens"] / out["seconds"])
+                    started = time.perf_counter()
+                    reply = client.completions.create(model=model, prompt=prompt, max_tokens=128, temperature=0)
+                    tokens = reply.usage.completion_tokens if reply.usage else 0
+                    if tokens >= 16:
+                        speeds[name].append(tokens / (time.perf_counter() - started))
         engine = bedrock.get_custom_model(modelIdentifier=custom).get("servingEngine")
     base_tps, custom_tps = statistics.median(speeds["base"]), statistics.median(speeds["custom"])
     result = {

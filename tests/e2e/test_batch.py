@@ -65,10 +65,11 @@ def tag() -> str:
     return uuid.uuid4().hex[:8]
 
 
+@pytest.mark.timeout(1800)  # ~1 min on an idle 2-core machine; far longer when the CPUs are shared
 def test_batch_job_over_200_records_with_bad_ones(bedrock, runtime, file_root: Path, tag: str):
     folder = file_root / f"batch-{tag}"
     (folder / "in").mkdir(parents=True)
-    good = [{"recordId": f"REC{i:08d}", "modelInput": chat(f"Name a colour. Number {i}.")} for i in range(206)]
+    good = [{"recordId": f"REC{i:08d}", "modelInput": chat(f"Name a colour. Number {i}.", 4)} for i in range(206)]
     bad = ["this line is not JSON", {"recordId": "NOINPUT0001"}, {"recordId": "REJECTED001", "modelInput": {"messages": []}},
            {"recordId": 7, "modelInput": chat("hello")}]
     unnamed = {"modelInput": chat("Name a fruit.")}  # Bedrock adds a recordId where the input has none

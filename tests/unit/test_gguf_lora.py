@@ -100,7 +100,7 @@ def _random_adapter(out: Path, base: Path, seed: int, sigma: float = 0.1, r: int
 class _Reference:
     """transformers + peft on the dequantized base, with the adapter the GGUF file was converted from."""
 
-    def __init__(self, base: Path, out: Path, sigma: float) -> None:
+    def __init__(self, base: Path, out: Path, sigma: float, seed: int = 7) -> None:
         pytest.importorskip("peft")
         pytest.importorskip("transformers")
         import torch
@@ -110,12 +110,12 @@ class _Reference:
 
         model, tokenizer = load_base(base, base.parent / "hf")  # the service's conversion cache
         self.tok: Any = tokenizer
+        torch.manual_seed(seed)  # peft draws A from torch's global generator
         self.model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=TARGETS)).eval()
-        noise = torch.Generator().manual_seed(7)
         with torch.no_grad():
             for name, param in self.model.named_parameters():
                 if "lora_B" in name:  # peft starts B at zero: a no-op adapter
-                    param.copy_(torch.randn(param.shape, generator=noise) * sigma)
+                    param.copy_(torch.randn(param.shape) * sigma)
         self.model.save_pretrained(out / "adapter")
         gguf_lora.convert_adapter(out / "adapter", base, out / "adapter.gguf")
         self.gguf = out / "adapter.gguf"
@@ -193,8 +193,8 @@ def _next_logprob_gaps(ref: _Reference, base: Path) -> dict[str, list[float]]:
     return gaps
 
 
-def _check_exactness(base: Path, out: Path, sigma: float) -> None:
-    ref = _Reference(base, out, sigma)
+def _check_exactness(base: Path, out: Path, sigma: float, seed: int = 7) -> None:
+    ref = _Reference(base, out, sigma, seed)
     gaps = _next_logprob_gaps(ref, base)
     median = {key: statistics.median(values) for key, values in gaps.items()}
     print(f"\n{base.name}: median max |dlogprob| over top-5 next tokens: {median}")
@@ -214,16 +214,19 @@ def _check_exactness(base: Path, out: Path, sigma: float) -> None:
         engine.close()
     print(f"{base.name}: greedy common prefix of {N_TOKENS} (adapter, base, adapter changes the answer): {rows}")
     assert sum(changed for _, _, changed in rows) >= 4, "the adapter should change most answers"
-    # Greedy decoding flips on near-ties (see the module docstring), so not every answer can match. Measured:
-    # SmolLM2 6 of 8 with the adapter (4 of 8 for the base alone), Qwen2.5 7 of 8 (5 of 8 for the base).
-    assert sum(adapted == N_TOKENS for adapted, _, _ in rows) >= 5, rows
+    # Greedy decoding flips on near-ties (see the module docstring), with or without an adapter. On SmolLM2, over
+    # four random adapters: 3 to 5 of 8 answers identical for all 16 tokens, mean common prefix 9.4 to 11.8 tokens;
+    # the base alone 4 of 8 and 10.5. Qwen2.5: 6 to 7 of 8 and 15.5 with the adapter, 5 of 8 and 12.3 without.
+    full = sum(adapted == N_TOKENS for adapted, _, _ in rows)
+    mean_adapted, mean_base = statistics.mean(r[0] for r in rows), statistics.mean(r[1] for r in rows)
+    assert full >= 3 and mean_adapted >= 0.7 * mean_base, rows
 
 
 # The adapters are random (A as peft initialises it, B ~ N(0, sigma)) and strong: they change most greedy answers,
-# so a wrong conversion shows far above the noise. Median gaps measured on SmolLM2 (sigma 0.1): right conversion
-# 0.16, base alone 0.14, adapter ignored 1.16; with another draw, q/k rows left unpermuted gave 0.77 and a halved
-# scale 0.84. On Qwen2.5-0.5B (sigma 0.02; at 0.1 its next-token distribution goes nearly flat): 0.10, 0.10,
-# 1.24, and a halved scale 0.58.
+# so a wrong conversion shows far above the noise. Median gaps measured on SmolLM2 (sigma 0.1), over five random
+# adapters: right conversion 0.13 to 0.22, base alone 0.14 to 0.17, adapter ignored 1.16 to 2.02; q/k rows left
+# unpermuted gave 0.77 and a halved scale 0.84. On Qwen2.5-0.5B (sigma 0.02; at 0.1 its next-token distribution
+# goes nearly flat): 0.10, 0.10, 1.24 to 1.35, and a halved scale 0.58.
 
 
 @pytest.mark.slow

@@ -43,6 +43,8 @@ class ProvisionedThroughput:
 
     def create(self, ctx: CallContext, body: dict[str, Any]) -> dict[str, Any]:
         account = caller_of(ctx).account_id
+        pid = new_id()
+        self.access.require(ctx, self.arn(account, pid))  # before anything about the request is told
         name = check_name(body.get("provisionedModelName"), "provisionedModelName")
         units = body.get("modelUnits")
         if not isinstance(units, int) or isinstance(units, bool) or units < 1:
@@ -55,8 +57,6 @@ class ProvisionedThroughput:
             raise Invalid("modelId is required")
         resolved = self.resolve(account, model_id)
         model_arn = resolved.arn or f"arn:aws:bedrock:{self.settings.region}::foundation-model/{resolved.requested}"
-        pid = new_id()
-        self.access.require(ctx, self.arn(account, pid))
         now = datetime.now(UTC)
         row = ProvisionedModel(id=pid, name=name, model_arn=model_arn, model_units=units, commitment=commitment,
                                status="Creating", tags=json.dumps(check_tags(body.get("tags"))), created_at=now,

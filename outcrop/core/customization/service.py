@@ -47,7 +47,8 @@ class Customization:
             if resolved.adapter is not None and preload is not None:
                 preload(resolved.adapter)
 
-        provisioned = ProvisionedThroughput(settings, sessions, access, models.resolve, warm)
+        provisioned = ProvisionedThroughput(settings, sessions, access, lambda account, model_id: inference.resolve(
+            model_id, account), warm)  # a catalog model, or one of the account's own
         return cls(models, tuning, importer, provisioned)
 
     def close(self) -> None:
