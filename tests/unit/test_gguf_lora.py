@@ -444,3 +444,13 @@ def test_memory_file(tmp_path: Path) -> None:
         path = f.path
     assert not os.path.exists(path) or Path(path).read_bytes() != b"sealed bytes"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_file_fallback_is_private_and_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from outcrop.core.customization.memfile import MemoryFile
+
+    monkeypatch.delattr(os, "memfd_create")
+    with MemoryFile(b"sealed bytes", fallback_dir=tmp_path) as f:
+        assert Path(f.path).parent == tmp_path and Path(f.path).read_bytes() == b"sealed bytes"
+        assert Path(f.path).stat().st_mode & 0o777 == 0o600
+    assert list(tmp_path.iterdir()) == []

@@ -49,5 +49,6 @@ class MemoryFile:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        self.close()
+    def __del__(self) -> None:  # a forgotten close still frees the plaintext
+        with contextlib.suppress(Exception):  # at interpreter exit `os` may already be gone
+            self.close()
