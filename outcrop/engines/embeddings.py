@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from outcrop.engines.base import Engine, require
+from outcrop.engines.openmp import on_own_thread
 from outcrop.errors import Invalid, ModelNotReady
 from outcrop.types import EmbeddingResult
 
@@ -29,7 +30,8 @@ class SentenceTransformersEngine(Engine):
         if not self.context.model_path:
             raise ModelNotReady(f"model {self.spec.model_id} has no path")
         try:
-            self._model = st.SentenceTransformer(self.context.model_path, device="cpu", local_files_only=True)
+            path = self.context.model_path  # loaded on a thread of its own, like batches (engines.openmp)
+            self._model = on_own_thread(lambda: st.SentenceTransformer(path, device="cpu", local_files_only=True))
         except Exception as exc:
             raise ModelNotReady(f"model {self.spec.model_id} failed to load: {exc}") from exc
         self._model.eval()
@@ -42,20 +44,27 @@ class SentenceTransformersEngine(Engine):
     def embed(self, texts: list[str], dimensions: int | None, normalize: bool) -> EmbeddingResult:
         if dimensions is not None and not 0 < dimensions <= self.dimensions:
             raise Invalid(f"dimensions must be between 1 and {self.dimensions} for {self.spec.model_id}")
+        threads = 1 if len(texts) <= _FEW else self._threads
+        with self._lock:
+            if threads == 1:
+                return self._embed(texts, dimensions, normalize, threads)
+            return on_own_thread(lambda: self._embed(texts, dimensions, normalize, threads))
+
+    def _embed(self, texts: list[str], dimensions: int | None, normalize: bool, threads: int) -> EmbeddingResult:
+        self._use_threads(threads)
         vectors: list[list[float]] = []
         tokens = 0
-        with self._lock:
-            self._use_threads(1 if len(texts) <= _FEW else self._threads)
-            for start in range(0, len(texts), _BATCH):
-                batch, count = self._forward(texts[start:start + _BATCH], dimensions, normalize)
-                vectors.extend(batch)
-                tokens += count
+        for start in range(0, len(texts), _BATCH):
+            batch, count = self._forward(texts[start:start + _BATCH], dimensions, normalize)
+            vectors.extend(batch)
+            tokens += count
         return EmbeddingResult(vectors=vectors, input_tokens=tokens)
 
     def _use_threads(self, threads: int) -> None:
-        """One thread for a query or a few, every core for a batch. torch's OpenMP workers spin-wait for each
-        other: with a core busy elsewhere (llama.cpp generating, another process), a one-sentence embedding on
-        2 threads took ~500 ms instead of ~16 ms on 1 (docs/benchmarks.md, issue 5)."""
+        """One thread for a query or a few, every core for a batch (on a thread of its own: engines.openmp).
+        torch's OpenMP workers spin-wait for each other: with a core busy elsewhere (llama.cpp generating,
+        another process), a one-sentence embedding on 2 threads took ~500 ms instead of ~16 ms on 1
+        (docs/benchmarks.md, issue 5)."""
         if threads != self._current_threads:
             self._torch.set_num_threads(threads)
             self._current_threads = threads

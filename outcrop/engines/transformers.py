@@ -18,6 +18,7 @@ from typing import Any
 
 from outcrop.engines.base import Emit, Engine, EngineDone, EngineText, require
 from outcrop.engines.openai_format import render_messages
+from outcrop.engines.openmp import on_own_thread
 from outcrop.errors import ModelNotReady
 from outcrop.types import ChatRequest
 
@@ -34,8 +35,9 @@ class TransformersEngine(Engine):
         if not self.context.model_path:
             raise ModelNotReady(f"model {self.spec.model_id} has no weights path")
         self._scratch: list[str] = []
-        try:
-            folder = self._folder(self.context.model_path)
+
+        def build() -> Any:  # on a thread of its own, as generation is (engines.openmp)
+            folder = self._folder(str(self.context.model_path))
             self.tokenizer = AutoTokenizer.from_pretrained(folder)
             model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
             adapter = self.spec.options.get("adapter_path")
@@ -43,6 +45,10 @@ class TransformersEngine(Engine):
                 from peft import PeftModel
 
                 model = PeftModel.from_pretrained(model, self._folder(str(adapter)))
+            return model
+
+        try:
+            model = on_own_thread(build)
         except ModelNotReady:
             raise
         except Exception as exc:

@@ -17,6 +17,7 @@ from outcrop.core.knowledge.bases import KnowledgeBaseService
 from outcrop.core.knowledge.embedder import Embedder
 from outcrop.core.knowledge.index import KnowledgeIndexes, StoredChunk
 from outcrop.core.knowledge.ingestion import CHUNK_ID, DATA_SOURCE, SOURCE_URI
+from outcrop.engines.openmp import on_own_thread
 from outcrop.errors import Invalid, NotFound
 from outcrop.settings import Settings
 from outcrop.storage.repositories import AccountScope
@@ -66,15 +67,19 @@ class Reranker:
 
     def _cross_encode(self, path: Path, query: str, texts: list[str]) -> np.ndarray:
         with self._lock:
-            if self._cross is None:
-                from sentence_transformers import CrossEncoder
-
-                self._cross = CrossEncoder(str(path), device="cpu", local_files_only=True)
-            import torch
-
-            logits = np.asarray(self._cross.predict([(query, t) for t in texts], activation_fn=torch.nn.Identity()),
-                                dtype=np.float32)
+            # On a thread of its own, so torch's OpenMP team ends with the call (engines.openmp).
+            logits = on_own_thread(lambda: self._cross_logits(path, query, texts))
         return 1.0 / (1.0 + np.exp(-logits))  # type: ignore[no-any-return]
+
+    def _cross_logits(self, path: Path, query: str, texts: list[str]) -> np.ndarray:
+        if self._cross is None:
+            from sentence_transformers import CrossEncoder
+
+            self._cross = CrossEncoder(str(path), device="cpu", local_files_only=True)
+        import torch
+
+        return np.asarray(self._cross.predict([(query, t) for t in texts], activation_fn=torch.nn.Identity()),
+                          dtype=np.float32)
 
 
 class RetrievalService:

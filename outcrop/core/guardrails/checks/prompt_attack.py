@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from outcrop import modelpacks
 from outcrop.core.guardrails.checks.base import Calibration, ContentCheck
 from outcrop.engines.base import require
+from outcrop.engines.openmp import on_own_thread
 from outcrop.errors import ModelNotReady
 
 SEQ_LEN = 512
@@ -150,7 +151,6 @@ class NanoGuard(ContentCheck):
     def probabilities(self, texts: Sequence[str]) -> list[float]:
         """Injection probability per text: the highest over its 512-token windows."""
         model, encoding = self._load()
-        torch = model.torch
         bos, pad = encoding.encode_single_token(BOS), encoding.encode_single_token(PAD)
         windows: list[list[int]] = []
         owner: list[int] = []
@@ -159,8 +159,16 @@ class NanoGuard(ContentCheck):
                 windows.append([bos, *w])
                 owner.append(i)
         best = [0.0] * len(texts)
-        # One forward pass at a time: torch already spreads one over the cores, two would only contend.
-        with self._lock, torch.inference_mode():
+        # One forward pass at a time: torch already spreads one over the cores, two would only contend. On a
+        # thread of its own, so the OpenMP team it makes ends with it (engines.openmp).
+        with self._lock:
+            on_own_thread(lambda: self._score(model, windows, owner, best, pad))
+        return best
+
+    @staticmethod
+    def _score(model: _Model, windows: list[list[int]], owner: list[int], best: list[float], pad: int) -> None:
+        torch = model.torch
+        with torch.inference_mode():
             for start in range(0, len(windows), BATCH):
                 chunk = windows[start : start + BATCH]
                 ids = torch.full((len(chunk), SEQ_LEN), pad, dtype=torch.long)
@@ -171,7 +179,6 @@ class NanoGuard(ContentCheck):
                 for row, p in enumerate(model(ids, mask).tolist()):
                     i = owner[start + row]
                     best[i] = max(best[i], float(p))
-        return best
 
     def _load(self) -> tuple[_Model, Any]:
         with self._lock:
