@@ -84,6 +84,13 @@ def test_completions(openai_client):
     assert "Paris" in reply.choices[0].text
 
 
+def test_completions_stream_with_usage(openai_client):
+    chunks = list(openai_client.completions.create(model=QWEN, prompt="The capital of France is", max_tokens=5,
+                                                   temperature=0, stream=True, stream_options={"include_usage": True}))
+    assert "Paris" in "".join(c.choices[0].text for c in chunks if c.choices)
+    assert chunks[-1].usage.completion_tokens == 5 and not chunks[-1].choices
+
+
 def test_embeddings(openai_client):
     reply = openai_client.embeddings.create(model="amazon.titan-embed-text-v2:0", input=["hello", "world"])
     assert len(reply.data) == 2 and len(reply.data[0].embedding) == 384 and reply.usage.prompt_tokens > 0

@@ -46,7 +46,7 @@ async def chat_completions(request: Request, ctx: CallContext = Depends(operatio
             return json_response(translate.chat_response(chat.model_id, await svc.inference.chat(ctx, chat)))
         response = await svc.guardrails.guard_chat(ctx, chat, guard, Guarded.of_messages(chat.messages))
         return json_response(translate.chat_response(chat.model_id, response, guarded=True))
-    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    include_usage = _include_usage(body)
     if guard is None:
         events = await streams.started(svc.inference.chat_stream(ctx, chat))
     else:
@@ -76,8 +76,7 @@ async def _chat_sse(model: str, events: AsyncIterator[Any], include_usage: bool,
                 extra = {"guardrail": translate.guardrail_json(event.stop_reason, event.trace)} if guard else {}
                 yield chunk({}, translate.FINISH[event.stop_reason], **extra)
                 if include_usage:
-                    usage = translate.usage_json(event.usage.input_tokens, event.usage.output_tokens)
-                    yield b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n"
+                    yield _usage_chunk(base, event)
     except Exception as exc:  # after the 200: report in-band, as OpenAI does
         yield b"data: " + json.dumps(error_body(exc)[1]).encode() + b"\n\n"
     yield b"data: [DONE]\n\n"
@@ -91,10 +90,19 @@ async def completions(request: Request, ctx: CallContext = Depends(operation("Cr
     if not body.get("stream"):
         return json_response(translate.completion_response(chat.model_id, await inference.chat(ctx, chat)))
     events = await streams.started(inference.chat_stream(ctx, chat))
-    return StreamingResponse(_completion_sse(chat.model_id, events), media_type="text/event-stream")
+    return StreamingResponse(_completion_sse(chat.model_id, events, _include_usage(body)), media_type="text/event-stream")
 
 
-async def _completion_sse(model: str, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+def _include_usage(body: dict[str, Any]) -> bool:
+    return bool((body.get("stream_options") or {}).get("include_usage"))
+
+
+def _usage_chunk(base: dict[str, Any], event: Finished) -> bytes:
+    usage = translate.usage_json(event.usage.input_tokens, event.usage.output_tokens)
+    return b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n"
+
+
+async def _completion_sse(model: str, events: AsyncIterator[Any], include_usage: bool) -> AsyncIterator[bytes]:
     base = {"id": f"cmpl-{hex_id()}", "object": "text_completion", "created": int(time.time()), "model": model}
     try:
         async for event in events:
@@ -105,6 +113,8 @@ async def _completion_sse(model: str, events: AsyncIterator[Any]) -> AsyncIterat
                 choice = {"index": 0, "text": "", "logprobs": None, "finish_reason": translate.FINISH[event.stop_reason]}
             if choice is not None:
                 yield b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n"
+            if isinstance(event, Finished) and include_usage:
+                yield _usage_chunk(base, event)
     except Exception as exc:
         yield b"data: " + json.dumps(error_body(exc)[1]).encode() + b"\n\n"
     yield b"data: [DONE]\n\n"
