@@ -1,7 +1,9 @@
 """Long work as jobs in the database (DESIGN.md §5): queued → running → completed | failed | stopping → stopped.
 
-`outcrop serve` runs one worker thread in-process. A job is claimed with a compare-and-set on its status, so
-more workers (threads or processes) never run the same job twice. A running job's worker beats every
+`outcrop serve` runs one worker thread in-process per lane: each job kind is registered in a lane, so that
+hours of fine-tuning (the "training" lane) do not hold up an ingestion or a batch job (the "main" lane). A
+job is claimed with a compare-and-set on its status, so more workers (threads or processes) never run the
+same job twice. A running job's worker beats every
 HEARTBEAT_S; a job not heard of for LEASE_S (its server crashed, its CLI was killed) is queued again, and its
 handler resumes (ingestion is idempotent by content digest), at most MAX_ATTEMPTS times, then failed with a
 clear message; a stopping job whose worker is gone is stopped. Nothing stays "running" forever.
@@ -29,6 +31,8 @@ from outcrop.storage.tables import Job
 log = logging.getLogger("outcrop.jobs")
 
 MAX_ATTEMPTS = 3
+MAIN_LANE = "main"
+TRAINING_LANE = "training"  # fine-tuning and model import: long, CPU- and memory-heavy
 HEARTBEAT_S = 10.0  # a running job's updated_at advances at least this often while its worker lives
 LEASE_S = 30.0  # a running job not heard of for this long lost its worker (a killed CLI, a crashed node)
 ACTIVE = ("queued", "running", "stopping")
@@ -85,12 +89,18 @@ class JobService:
         self.lease_s = lease_s
         self.handlers: dict[str, Handler] = {}
         self.poll_s = poll_s
-        self._wake = threading.Event()
+        self.lanes: dict[str, set[str]] = {}  # lane -> the job kinds its worker runs
+        self._wakes: dict[str, threading.Event] = {}
         self._closing = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
-    def register(self, kind: str, handler: Handler) -> None:
+    def register(self, kind: str, handler: Handler, lane: str = MAIN_LANE) -> None:
+        """`handler` runs jobs of `kind`, on `lane`'s worker thread (call before start)."""
         self.handlers[kind] = handler
+        for kinds in self.lanes.values():
+            kinds.discard(kind)
+        self.lanes.setdefault(lane, set()).add(kind)
+        self._wakes.setdefault(lane, threading.Event())
 
     # -- the API side ---------------------------------------------------------------------------------
 
@@ -106,7 +116,8 @@ class JobService:
             for row in also:
                 scope.add(row)
             session.expunge(job)
-        self._wake.set()
+        for wake in self._wakes.values():
+            wake.set()
         return job
 
     def get(self, account_id: str, job_id: str, kind: str) -> Job:
@@ -156,20 +167,26 @@ class JobService:
 
     def start(self) -> None:
         self.recover(stale_before=datetime.now(UTC) - timedelta(seconds=self.lease_s))
-        self._thread = threading.Thread(target=self._loop, name="outcrop-jobs", daemon=True)
-        self._thread.start()
+        for lane in self.lanes or {MAIN_LANE: set()}:
+            thread = threading.Thread(target=self._loop, args=(lane,), name=f"outcrop-jobs-{lane}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def close(self, timeout: float = 10.0) -> None:
         self._closing.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for wake in self._wakes.values():
+            wake.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
-    def run_pending(self) -> int:
-        """Run queued jobs until none is left (the worker loop's body; tests and the CLI call it directly)."""
+    def run_pending(self, lane: str | None = None) -> int:
+        """Run queued jobs (of `lane`'s kinds, or of every kind) until none is left: a worker loop's body;
+        tests and the CLI call it directly."""
+        kinds = self.lanes.get(lane, set()) if lane is not None else set(self.handlers)
         ran = 0
         while not self._closing.is_set():
-            run = self._claim()
+            run = self._claim(kinds)
             if run is None:
                 return ran
             self._run(run)
@@ -178,26 +195,30 @@ class JobService:
 
     def run_job(self, job_id: str) -> bool:
         """Run one queued job in this process now (the CLI's `kb sync`); False when another worker has it."""
-        run = self._claim(job_id)
+        run = self._claim(set(self.handlers), job_id)
         if run is None:
             return False
         self._run(run)
         return True
 
-    def _loop(self) -> None:
+    def _loop(self, lane: str) -> None:
+        wake = self._wakes.setdefault(lane, threading.Event())
         while not self._closing.is_set():
             try:
-                self.recover(stale_before=datetime.now(UTC) - timedelta(seconds=self.lease_s))
-                self.run_pending()
+                if lane == MAIN_LANE:  # one lane looks for lost leases, for all
+                    self.recover(stale_before=datetime.now(UTC) - timedelta(seconds=self.lease_s))
+                self.run_pending(lane)
             except Exception:
-                log.exception("the job worker failed; retrying")
-            self._wake.wait(self.poll_s)
-            self._wake.clear()
+                log.exception("the %s job worker failed; retrying", lane)
+            wake.wait(self.poll_s)
+            wake.clear()
 
-    def _claim(self, job_id: str | None = None) -> JobRun | None:
+    def _claim(self, kinds: set[str], job_id: str | None = None) -> JobRun | None:
+        if not kinds:
+            return None
         with self.sessions.begin() as session:
             which = [Job.id == job_id] if job_id else []
-            queued = session.scalars(select(Job).where(Job.status == "queued", Job.kind.in_(list(self.handlers)),
+            queued = session.scalars(select(Job).where(Job.status == "queued", Job.kind.in_(sorted(kinds)),
                                                        *which).order_by(Job.created_at).limit(5)).all()
             for job in queued:
                 claimed = session.execute(update(Job).where(Job.id == job.id, Job.status == "queued").values(

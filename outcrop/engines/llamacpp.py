@@ -108,6 +108,11 @@ class LlamaCppEngine(Engine):
 
     # --- adapters ---------------------------------------------------------------------------
 
+    def preload(self, adapter: Adapter) -> None:
+        """Load `adapter` now (provisioned throughput), so that no request waits for the server core's restart."""
+        with self._serving(adapter):
+            pass
+
     @contextmanager
     def _serving(self, adapter: Adapter | None) -> Iterator[list[dict[str, Any]] | None]:
         """Hold the server for one generation, first loading `adapter` if it is new; yields the `lora` field."""

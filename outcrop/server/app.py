@@ -27,6 +27,7 @@ from outcrop.server.bedrock import (
     routes_customization,
     routes_guardrails,
     routes_runtime,
+    routes_tags,
 )
 from outcrop.server.bedrock import wire as bedrock_wire
 from outcrop.server.logs import REQUEST_ID
@@ -248,6 +249,7 @@ def create_app(settings: Settings, services: deps.Services | None = None, plugin
     app.include_router(routes_runtime.router)
     app.include_router(routes_control.router)
     app.include_router(routes_guardrails.router)
+    app.include_router(routes_tags.router)
     app.include_router(routes_customization.router)
     app.include_router(routes_batch.router)
     app.include_router(routes_agent.router)

@@ -33,12 +33,14 @@ from outcrop.core.knowledge import parsing
 from outcrop.core.knowledge.service import Knowledge
 from outcrop.core.objects import ObjectStore
 from outcrop.core.policies import PoliciesService
+from outcrop.core.tags import Tags
 from outcrop.ids import request_id
 from outcrop.plugins import engine_classes, guardrail_checks, parsers, plugin_manager, vector_stores
 from outcrop.server.auth import AuthThrottle, attempted_key, authenticate
 from outcrop.settings import Settings
 from outcrop.storage.blobs import BlobStore
 from outcrop.storage.db import make_engine, migrate, session_factory
+from outcrop.storage.tables import Guardrail
 
 
 def master_keyring(settings: Settings) -> MasterKeyring:
@@ -71,6 +73,8 @@ class Services:
     model_jobs: ModelJobs
     customization: Customization
     batch: BatchInference
+    tags: Tags
+    objects: Callable[[str], ObjectStore]  # an account's inputs and outputs for jobs (its uploads included)
 
     @classmethod
     def build(cls, settings: Settings, plugins: list[object] | None = None) -> Services:
@@ -114,14 +118,13 @@ class Services:
 
         customization = Customization.build(settings, sessions, access, keys, blobs, catalog, inference, jobs,
                                             model_jobs, objects)
+        tags = Tags(sessions)
+        tags.register("guardrail", Guardrail, guardrails.service.locate)
+        customization.register_tags(tags, model_jobs)
         return cls(settings, catalog, inference, identity, access, accounts, PoliciesService(accounts, access), keys,
                    files, AuthThrottle(settings.auth_failures_per_minute), audit, signer,
                    invocation_log, metrics, usage, quotas, jobs, knowledge, guardrails, model_jobs, customization,
-                   BatchInference(settings, model_jobs, inference))
-
-    def objects(self, account_id: str) -> ObjectStore:
-        """Where an account's jobs read inputs and write outputs (its uploads included)."""
-        return self.customization.finetune.objects(account_id)  # type: ignore[no-any-return]
+                   BatchInference(settings, model_jobs, inference), tags, objects)
 
     def close(self) -> None:
         self.batch.close()  # before the worker's join: a batch job stops taking records and stays resumable

@@ -286,3 +286,25 @@ def test_job_calls_are_audited_without_content(server, bedrock, file_root: Path,
     assert event["responseElements"] == {"jobArn": arn}
     assert event["requestParameters"]["jobName"] == f"audit-{tag}"
     assert "secret question" not in json.dumps(event) and folder.name not in json.dumps(event)
+
+
+def test_tags_on_job_arns(bedrock, file_root: Path, tag: str):
+    folder = file_root / f"tags-{tag}"
+    folder.mkdir()
+    (folder / "in.jsonl").write_text(jsonl([{"recordId": "T1", "modelInput": chat("Say hi.", 4)}]))
+    arn = create(bedrock, f"tags-{tag}", (folder / "in.jsonl").as_uri(), (folder / "out").as_uri(),
+                 tags=[{"key": "team", "value": "ml"}])
+    assert bedrock.list_tags_for_resource(resourceARN=arn)["tags"] == [{"key": "team", "value": "ml"}]
+    bedrock.tag_resource(resourceARN=arn, tags=[{"key": "cost", "value": "42"}, {"key": "team", "value": "ops"}])
+    bedrock.untag_resource(resourceARN=arn, tagKeys=["cost", "never-set"])
+    assert bedrock.list_tags_for_resource(resourceARN=arn)["tags"] == [{"key": "team", "value": "ops"}]
+    wait(bedrock, arn)
+    missing = arn.rsplit("/", 1)[0] + "/abcdefabcdef"
+    for bad, code in ((missing, "ResourceNotFoundException"), (arn.replace(":model-invocation-job/", ":knowledge-base/"),
+                                                                "ValidationException"), ("not-an-arn-but-long-enough", "ValidationException")):
+        with pytest.raises(ClientError) as error:
+            bedrock.list_tags_for_resource(resourceARN=bad)
+        assert error.value.response["Error"]["Code"] == code, bad
+    with pytest.raises(ClientError) as error:
+        bedrock.tag_resource(resourceARN=arn, tags=[{"key": "k" * 129, "value": "x"}])
+    assert error.value.response["Error"]["Code"] == "ValidationException"

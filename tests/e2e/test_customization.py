@@ -60,7 +60,7 @@ def tuned(bedrock: Any, runtime: Any, task: dict[str, Any]) -> dict[str, Any]:
     arn = bedrock.create_model_customization_job(
         jobName="countries-1", customModelName="countries", roleArn=ROLE, baseModelIdentifier=BASE,
         customizationType="FINE_TUNING", hyperParameters={"epochCount": "2", "batchSize": "4",
-                                                          "learningRate": "0.002", "maxSteps": "48"},
+                                                          "learningRate": "0.004", "maxSteps": "48"},
         trainingDataConfig={"s3Uri": task["train"].as_uri()},
         validationDataConfig={"validators": [{"s3Uri": task["validation"].as_uri()}]},
         outputDataConfig={"s3Uri": task["output"].as_uri() + "/"},
@@ -97,6 +97,9 @@ def test_custom_model_is_listed_and_served_by_llamacpp(bedrock: Any, tuned: dict
     assert [m["modelArn"] for m in listed] == [model["modelArn"]]
     jobs = bedrock.list_model_customization_jobs(statusEquals="Completed", nameContains="countries-1")
     assert [j["jobArn"] for j in jobs["modelCustomizationJobSummaries"]] == [tuned["arn"]]
+    assert bedrock.list_tags_for_resource(resourceARN=tuned["arn"])["tags"] == [{"key": "team", "value": "geo"}]
+    bedrock.tag_resource(resourceARN=model["modelArn"], tags=[{"key": "stage", "value": "eval"}])
+    assert bedrock.list_tags_for_resource(resourceARN=model["modelArn"])["tags"] == [{"key": "stage", "value": "eval"}]
 
 
 def test_the_custom_model_answers_better_on_held_out_countries(runtime: Any, tuned: dict[str, Any],

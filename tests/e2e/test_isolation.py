@@ -167,6 +167,10 @@ OPERATIONS: list[tuple[str, str, str, Any, str]] = [
     ("StartAsyncInvoke", "POST", "/async-invoke", ASYNC_CALL, "own"),
     ("ListAsyncInvokes", "GET", "/async-invoke", None, "own"),
     ("GetAsyncInvoke", "GET", "/async-invoke/{async_arn_q}", None, "foreign"),
+    # tags on jobs and models: B can neither tag A's nor read their tags
+    ("TagResource", "POST", "/tagResource", {"resourceARN": "{custom_model_arn}", "tags": [{"key": "k", "value": "v"}]}, "foreign"),
+    ("ListTagsForResource", "POST", "/listTagsForResource", {"resourceARN": "{batch_arn}"}, "foreign"),
+    ("UntagResource", "POST", "/untagResource", {"resourceARN": "{batch_arn}", "tagKeys": ["team"]}, "foreign"),
     ("DeleteCustomModel", "DELETE", "/custom-models/{custom_model}", None, "foreign"),
     ("DeleteDataSource", "DELETE", "/knowledgebases/{kb}/datasources/{ds}", None, "foreign"),
     ("DeleteKnowledgeBase", "DELETE", "/knowledgebases/{kb}", None, "foreign"),
@@ -282,7 +286,8 @@ def batch_of(a: Principal, names: dict[str, str], file_root: Path, tag: str) -> 
     names["batch_uri"] = folder.as_uri()
     job = {**_fill(BATCH_JOB, names), "jobName": f"batch-{tag}",
            "inputDataConfig": {"s3InputDataConfig": {"s3Uri": (folder / "in.jsonl").as_uri()}}}
-    names["batch"] = a.ok("POST", "/model-invocation-job", job)["jobArn"].rsplit("/", 1)[-1]
+    names["batch_arn"] = a.ok("POST", "/model-invocation-job", job)["jobArn"]
+    names["batch"] = names["batch_arn"].rsplit("/", 1)[-1]
     arn = a.ok("POST", "/async-invoke", _fill(ASYNC_CALL, names))["invocationArn"]
     names["async"], names["async_arn_q"] = arn.rsplit("/", 1)[-1], quote(arn, safe="")
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from outcrop.core.customization.batch import InputFile, Records, Tally, read_inputs
+from outcrop.core.customization.batch import InputFile, Records, Tally, read_inputs, status_of
 from outcrop.core.customization.invocation import RecordResult
+from outcrop.core.customization.records import JobRecord
 from outcrop.core.governance import LOCAL, CallContext
 from outcrop.core.jobs import JobRun, JobService
 from outcrop.core.objects import ObjectStore, parse_uri
@@ -19,7 +20,7 @@ from outcrop.errors import Invalid, Throttled
 from outcrop.settings import Settings
 from outcrop.storage.db import make_engine, migrate, session_factory
 from outcrop.storage.repositories import Accounts
-from outcrop.storage.tables import Account
+from outcrop.storage.tables import Account, Job, ModelJob
 
 ACCOUNT = "123456789012"
 
@@ -121,3 +122,31 @@ def test_inputs_are_the_jsonl_files_below_a_prefix(tmp_path: Path) -> None:
     (tmp_path / "files" / "empty").mkdir()
     with pytest.raises(Invalid, match="no .jsonl files"):
         read_inputs(store, parse_uri(settings, (tmp_path / "files" / "empty").as_uri() + "/", "s3Uri"))
+
+
+def test_a_timeout_mid_job_keeps_what_was_done(jobs: JobService) -> None:
+    lines = [json.dumps({"recordId": f"R{i}", "modelInput": {"prompt": "x"}}) for i in range(40)]
+    file = InputFile("in.jsonl", lines, [None] * len(lines))
+    tally = Tally(len(lines))
+
+    def handler(run: JobRun) -> None:
+        deadline = datetime.now(UTC) + timedelta(seconds=0.3)
+        asyncio.run(Records(run, Scripted(delay=0.05), LOCAL, "m", "InvokeModel", tally, deadline).run([file], 1))
+
+    jobs.register("batch", handler)
+    jobs.submit(ACCOUNT, "batch", "t")
+    jobs.run_pending()
+    assert tally.expired and 0 < tally.processed < 40
+    assert len([line for line in file.results if line is not None]) == tally.processed
+
+
+@pytest.mark.parametrize(("worker", "noted", "bedrock"), [
+    ("queued", None, "Submitted"), ("running", "Validating", "Validating"), ("running", "InProgress", "InProgress"),
+    ("completed", "InProgress", "Completed"), ("completed", "PartiallyCompleted", "PartiallyCompleted"),
+    ("completed", "Expired", "Expired"), ("stopping", "InProgress", "Stopping"), ("stopped", None, "Stopped"),
+    ("failed", "Validating", "Failed"),
+])
+def test_bedrock_statuses(worker: str, noted: str | None, bedrock: str) -> None:
+    progress = json.dumps({"status": noted} if noted else {})
+    record = JobRecord(ModelJob(id="j"), Job(id="j", status=worker, progress=progress), {})
+    assert status_of(record) == bedrock

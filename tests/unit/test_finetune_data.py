@@ -253,7 +253,24 @@ def test_unknown_hyperparameter_names_the_accepted_ones() -> None:
     with pytest.raises(Invalid) as info:
         parse_hyperparameters(FINE_TUNING, {"epochs": "2"})
     assert info.value.message == ("unknown hyperparameter 'epochs'; accepted: batchSize, epochCount, learningRate, "
-                                  "learningRateWarmupSteps, loraAlpha, loraDropout, loraRank, maxSteps")
+                                  "learningRateWarmupSteps, loraAlpha, loraDropout, loraRank, loraTargetModules, "
+                                  "maxSteps")
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("attention", ("q_proj", "k_proj", "v_proj", "o_proj")),
+    ("all", ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")),
+    (" q_proj, v_proj ,q_proj", ("q_proj", "v_proj")),
+])
+def test_lora_target_modules(raw: str, expected: tuple[str, ...]) -> None:
+    assert parse_hyperparameters(FINE_TUNING, {"loraTargetModules": raw}).lora_targets == expected
+
+
+@pytest.mark.parametrize("raw", ["", "mlp", "q_proj,lm_head", " , "])
+def test_bad_lora_target_modules(raw: str) -> None:
+    with pytest.raises(Invalid, match=r"loraTargetModules must be 'attention', 'all' or a comma-separated list of "
+                                      r"q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, got"):
+        parse_hyperparameters(FINE_TUNING, {"loraTargetModules": raw})
 
 
 def test_hyperparameters_for_an_unknown_customization_type() -> None:

@@ -316,6 +316,8 @@ def test_unloadable_adapter_leaves_engine_serving(smollm2_adapters: tuple[Path, 
     engine = _engine(base)
     try:
         a = Adapter("a", str(first))
+        engine.preload(a)  # provisioned throughput's "keep it loaded"
+        assert list(engine._adapter_ids) == ["a"]
         before = _chat(engine, PROMPTS[0], a), _chat(engine, PROMPTS[0])
         with pytest.raises(ModelNotReady, match="missing"):
             _chat(engine, PROMPTS[0], Adapter("missing", str(tmp_path / "missing.gguf")))

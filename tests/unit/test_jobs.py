@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
 
-from outcrop.core.jobs import MAX_ATTEMPTS, JobRun, JobService
+from outcrop.core.jobs import MAX_ATTEMPTS, TRAINING_LANE, JobRun, JobService
 from outcrop.errors import Conflict, Invalid, NotFound
 from outcrop.storage.db import make_engine, migrate, session_factory
 from outcrop.storage.repositories import Accounts
@@ -106,4 +107,33 @@ def test_the_worker_thread_picks_up_submitted_jobs(jobs: JobService) -> None:
         jobs.submit(ACCOUNT, "demo", "t")
         assert ran.wait(5)
     finally:
+        jobs.close()
+
+
+def test_a_long_job_in_its_lane_does_not_hold_up_the_main_lane(jobs: JobService) -> None:
+    training, release = threading.Event(), threading.Event()
+
+    def train(run: JobRun) -> None:
+        training.set()
+        release.wait(10)
+
+    jobs.register("train", train, TRAINING_LANE)
+    jobs.register("ingest", lambda run: None)
+    jobs.start()
+    try:
+        long = jobs.submit(ACCOUNT, "train", "model")
+        assert training.wait(5)
+        quick = jobs.submit(ACCOUNT, "ingest", "kb")
+        deadline = time.monotonic() + 5
+        while jobs.get(ACCOUNT, quick.id, "ingest").status != "completed" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert jobs.get(ACCOUNT, quick.id, "ingest").status == "completed"
+        assert jobs.get(ACCOUNT, long.id, "train").status == "running"
+        release.set()
+        while jobs.get(ACCOUNT, long.id, "train").status != "completed" and time.monotonic() < deadline + 5:
+            time.sleep(0.02)
+        assert jobs.get(ACCOUNT, long.id, "train").status == "completed"
+        assert jobs.run_pending(TRAINING_LANE) == 0 and jobs.lanes == {TRAINING_LANE: {"train"}, "main": {"ingest"}}
+    finally:
+        release.set()
         jobs.close()

@@ -12,13 +12,13 @@ import threading
 from typing import Any
 
 from outcrop.core.access import model_arn
-from outcrop.core.accounts import caller_of
 from outcrop.core.customization.invocation import RecordRunner, abandon_if, context_of, creator, invoke
-from outcrop.core.customization.records import JobRecord, ModelJobs, check_tags, filtered, iso, new_id, page
+from outcrop.core.customization.records import JobRecord, ModelJobs, filtered, iso, page
 from outcrop.core.governance import CallContext
 from outcrop.core.inference import InferenceService
 from outcrop.core.jobs import JobRun
 from outcrop.core.objects import ObjectStore, parse_uri
+from outcrop.core.tags import check_tags
 from outcrop.errors import Invalid
 from outcrop.settings import Settings
 
@@ -38,9 +38,9 @@ class AsyncInvokes:
         self.closing = closing
 
     def start(self, ctx: CallContext, body: dict[str, Any]) -> dict[str, Any]:
-        account = caller_of(ctx).account_id
-        invocation_id = new_id()
-        self.records.access.require(ctx, self.records.arn(account, self.KIND, invocation_id))
+        account, invocation_id, retried = self.records.opening(ctx, self.KIND, body.get("clientRequestToken"))
+        if retried is not None:
+            return {"invocationArn": self.records.arn(account, self.KIND, retried.row.id)}
         model_id = body.get("modelId")
         if not isinstance(model_id, str) or not 1 <= len(model_id) <= 256:
             raise Invalid("modelId is required (1-256 characters)")

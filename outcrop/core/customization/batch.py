@@ -4,7 +4,9 @@ The job reads every JSONL file of its input, runs each record's modelInput throu
 own code path) `slots` records at a time — the engine's parallel sequences — and writes Bedrock's layout:
 `<output>/<jobId>/<input file>.out`, one `{recordId, modelInput, modelOutput | error}` line per record in input order,
 and `<output>/<jobId>/manifest.json.out` with the counts. A bad record is an error line, not a failed job. A stopped
-(or expired) job still writes what it did.
+(or timed-out: PartiallyCompleted) job still writes what it did. Statuses follow Bedrock's: Submitted (queued),
+Validating (reading the inputs), InProgress, then Completed, PartiallyCompleted, Expired (queued past its
+timeout, never begun), Failed, Stopping, Stopped.
 
 A job re-claimed after its worker died starts over: it reads its inputs again and rewrites every output (the records
 it had run are run, and counted in usage, again). Nothing of the records is kept by the service meanwhile: they live
@@ -22,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from outcrop.core.accounts import caller_of
 from outcrop.core.customization.async_invoke import AsyncInvokes
 from outcrop.core.customization.invocation import (
     INVOCATION_TYPES,
@@ -33,11 +34,12 @@ from outcrop.core.customization.invocation import (
     creator,
     invoke,
 )
-from outcrop.core.customization.records import JobRecord, ModelJobs, check_name, check_tags, filtered, iso, new_id, page
+from outcrop.core.customization.records import JobRecord, ModelJobs, check_name, filtered, iso, page
 from outcrop.core.governance import CallContext
 from outcrop.core.inference import InferenceService
 from outcrop.core.jobs import JobRun, JobService
 from outcrop.core.objects import Location, ObjectStore, parse_uri
+from outcrop.core.tags import check_tags
 from outcrop.errors import Invalid
 from outcrop.settings import Settings
 
@@ -63,9 +65,9 @@ class BatchJobs:
     # -- the API --------------------------------------------------------------------------------------
 
     def create(self, ctx: CallContext, body: dict[str, Any]) -> dict[str, Any]:
-        account = caller_of(ctx).account_id
-        job_id = new_id()
-        self.records.access.require(ctx, self.records.arn(account, KIND, job_id))  # IAM before validation
+        account, job_id, retried = self.records.opening(ctx, KIND, body.get("clientRequestToken"))
+        if retried is not None:
+            return {"jobArn": self.records.arn(account, KIND, retried.row.id)}
         name = check_name(body.get("jobName"), "jobName")
         model_id = body.get("modelId")
         if not isinstance(model_id, str) or not 1 <= len(model_id) <= 2048:
@@ -160,10 +162,14 @@ class BatchJobs:
                          request["modelInvocationType"])
         source = parse_uri(self.settings, request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"], _INPUT_URI)
         target = parse_uri(self.settings, request["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"], _OUTPUT_URI)
+        deadline = record.row.created_at.replace(tzinfo=UTC) + timedelta(hours=request["timeoutDurationInHours"])
+        if datetime.now(UTC) > deadline:  # queued past its timeout: Bedrock's Expired, nothing run or written
+            run.report(force=True, status="Expired")
+            return
+        run.report(force=True, status="Validating")
         files = read_inputs(store, source)
         tally = Tally(sum(len(f.lines) for f in files))
-        run.report(force=True, **tally.counts())
-        deadline = record.row.created_at.replace(tzinfo=UTC) + timedelta(hours=request["timeoutDurationInHours"])
+        run.report(force=True, status="InProgress", **tally.counts())
         work = Records(run, runner, ctx, record.row.model_id, request["modelInvocationType"], tally, deadline,
                        self.closing)
         try:
@@ -173,13 +179,19 @@ class BatchJobs:
             for f in files:
                 store.write(target.child(run.id, f.name + ".out"), f.output(), "application/jsonl")
             store.write(target.child(run.id, "manifest.json.out"), json.dumps(tally.counts()).encode())
-            run.report(force=True, **tally.counts(), **({"status": "Expired"} if tally.expired else {}))
+            ended = "PartiallyCompleted" if tally.expired else "InProgress"
+            run.report(force=True, status=ended, **tally.counts())
 
 
 def status_of(record: JobRecord) -> str:
-    """Bedrock's status word; a job that ran out of time ended `completed` for the worker but is Expired."""
-    if record.job.status == "completed" and record.progress.get("status") == "Expired":
-        return "Expired"
+    """Bedrock's status word. The worker's `completed` is Completed, or PartiallyCompleted when the timeout came
+    before every record ran, or Expired when it came before the job began; a running job is Validating while
+    it reads its inputs."""
+    noted = record.progress.get("status")
+    if record.job.status == "completed" and noted in ("PartiallyCompleted", "Expired"):
+        return str(noted)
+    if record.job.status == "running" and noted == "Validating":
+        return "Validating"
     return STATUS[record.job.status]
 
 

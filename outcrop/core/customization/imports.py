@@ -8,14 +8,16 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from typing import Any
 
 from outcrop.core.customization.memfile import MemoryFile
 from outcrop.core.customization.models import CustomModels
-from outcrop.core.customization.records import ModelJobs, check_name, check_tags, filtered, iso, new_id, page
+from outcrop.core.customization.records import ModelJobs, check_name, filtered, iso, new_id, page
 from outcrop.core.governance import CallContext
 from outcrop.core.jobs import JobRun
 from outcrop.core.objects import Location, ObjectStore, parse_uri
+from outcrop.core.tags import check_tags
 from outcrop.errors import Conflict, Invalid, OutcropError
 from outcrop.settings import Settings
 
@@ -26,17 +28,15 @@ HF_FILES = (".json", ".safetensors", ".txt", ".model", ".jinja")
 
 
 class ModelImports:
-    def __init__(self, settings: Settings, records: ModelJobs, models: CustomModels, objects: Any) -> None:
+    def __init__(self, settings: Settings, records: ModelJobs, models: CustomModels, objects: Callable[[str], ObjectStore]) -> None:
         self.settings = settings
         self.records = records
         self.models = models
-        self.objects = objects  # account ID → ObjectStore
+        self.objects = objects  # account ID -> ObjectStore
 
     def create(self, ctx: CallContext, body: dict[str, Any]) -> dict[str, Any]:
-        account = ctx.caller.account_id if ctx.caller else ""
-        job_id, model_id = new_id(), new_id()
-        self.records.access.require(ctx, self.records.arn(account, KIND, job_id))  # before reading any data
-        retried = self.records.by_token(account, KIND, body.get("clientRequestToken"))
+        account, job_id, retried = self.records.opening(ctx, KIND, body.get("clientRequestToken"))
+        model_id = new_id()
         if retried is not None:
             return {"jobArn": self.records.arn(account, KIND, retried.row.id)}
         job_name = check_name(body.get("jobName"), "jobName")

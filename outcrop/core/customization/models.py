@@ -21,9 +21,10 @@ from outcrop.core.access import AccessService
 from outcrop.core.accounts import caller_of
 from outcrop.core.catalog import Catalog, Resolved
 from outcrop.core.customization.memfile import MemoryFile
-from outcrop.core.customization.records import iso, page
+from outcrop.core.customization.records import iso, lookup, page
 from outcrop.core.governance import CallContext
 from outcrop.core.kms import KeyService
+from outcrop.core.tags import Locate
 from outcrop.errors import Conflict, Invalid, NotFound
 from outcrop.settings import Settings
 from outcrop.storage.blobs import BlobStore
@@ -115,6 +116,15 @@ class CustomModels:
             raise NotFound(f"The model {identifier} does not exist")
         self.access.require(ctx, self.arn(account, kind, row.id))
         return row
+
+    def locator(self, kind: str) -> Locate:
+        """Finds a model of this kind by ARN for TagResource and friends (core.tags)."""
+
+        def locate(ctx: CallContext, resource_arn: str) -> tuple[str, str]:
+            row = self.find(ctx, kind, resource_arn)
+            return row.account_id, row.id
+
+        return locate
 
     def describe(self, row: CustomModel) -> dict[str, Any]:
         """GetCustomModel's / GetImportedModel's body."""
@@ -259,13 +269,8 @@ class CustomModels:
 
     def _lookup(self, account: str, kind: str, identifier: str) -> CustomModel | None:
         prefix = f"arn:aws:bedrock:{self.settings.region}:{account}:{RESOURCE[kind]}/"
-        if identifier.startswith("arn:"):
-            identifier = identifier[len(prefix):] if identifier.startswith(prefix) else "-"
         with self.sessions() as session:
-            scope = AccountScope(session, account)
-            row = scope.get(CustomModel, identifier)
-            if row is None or row.kind != kind:
-                row = scope.first(CustomModel, CustomModel.kind == kind, CustomModel.name == identifier)
+            row = lookup(AccountScope(session, account), CustomModel, kind, identifier, prefix)
             if row is not None:
                 session.expunge(row)
         return row

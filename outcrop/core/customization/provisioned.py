@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from outcrop.core.access import AccessService
 from outcrop.core.accounts import caller_of
 from outcrop.core.catalog import Resolved
-from outcrop.core.customization.records import check_name, check_tags, iso, new_id, page
+from outcrop.core.customization.records import check_name, iso, new_id, page
 from outcrop.core.governance import CallContext
+from outcrop.core.tags import check_tags
 from outcrop.errors import Invalid, NotFound
 from outcrop.settings import Settings
 from outcrop.storage.repositories import AccountScope, unique
@@ -135,6 +136,11 @@ class ProvisionedThroughput:
             stored = AccountScope(session, row.account_id).get(ProvisionedModel, row.id)
             if stored is not None:
                 AccountScope(session, row.account_id).delete(stored)
+
+    def locate(self, ctx: CallContext, resource_arn: str) -> tuple[str, str]:
+        """(account, ID) of a provisioned model ARN, for TagResource and friends (core.tags)."""
+        row = self._find(ctx, resource_arn)
+        return row.account_id, row.id
 
     def _find(self, ctx: CallContext, identifier: str) -> ProvisionedModel:
         account = caller_of(ctx).account_id

@@ -14,7 +14,7 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,10 +24,11 @@ from outcrop.core.accounts import caller_of
 from outcrop.core.governance import CallContext
 from outcrop.core.jobs import JobService
 from outcrop.core.kms import KeyService
+from outcrop.core.tags import Locate
 from outcrop.errors import Conflict, Invalid, NotFound
 from outcrop.settings import Settings
 from outcrop.storage.repositories import AccountScope, unique
-from outcrop.storage.tables import Job, ModelJob
+from outcrop.storage.tables import CustomModel, Job, ModelJob
 
 RESOURCE = {"customization": "model-customization-job", "import": "model-import-job",
             "batch": "model-invocation-job", "async": "async-invoke"}
@@ -51,18 +52,17 @@ def check_name(value: Any, field: str, limit: int = 63) -> str:
     return value
 
 
-def check_tags(tags: Any, field: str = "tags") -> list[dict[str, str]]:
-    if tags is None:
-        return []
-    if not isinstance(tags, list) or len(tags) > 200:
-        raise Invalid(f"{field} must be a list of at most 200 {{key, value}} objects")
-    out = []
-    for tag in tags:
-        if not isinstance(tag, dict) or not isinstance(tag.get("key"), str) or not isinstance(tag.get("value"), str) \
-                or not 1 <= len(tag["key"]) <= 128 or len(tag["value"]) > 256:
-            raise Invalid(f"each of {field} needs a key of 1-128 characters and a value of at most 256")
-        out.append({"key": tag["key"], "value": tag["value"]})
-    return out
+Named = TypeVar("Named", ModelJob, CustomModel)
+
+
+def lookup(scope: AccountScope, table: type[Named], kind: str, identifier: str, arn_prefix: str) -> Named | None:
+    """A row of `table` of this kind by its ID, its ARN (one under `arn_prefix`) or its name."""
+    if identifier.startswith("arn:"):
+        identifier = identifier[len(arn_prefix):] if identifier.startswith(arn_prefix) else "-"
+    row = scope.get(table, identifier)
+    if row is None or row.kind != kind:
+        row = scope.first(table, table.kind == kind, table.name == identifier)
+    return row
 
 
 @dataclass
@@ -89,6 +89,14 @@ class ModelJobs:
 
     def arn(self, account_id: str, kind: str, job_id: str) -> str:
         return f"arn:aws:bedrock:{self.settings.region}:{account_id}:{RESOURCE[kind]}/{job_id}"
+
+    def opening(self, ctx: CallContext, kind: str, client_token: Any) -> tuple[str, str, JobRecord | None]:
+        """What every create does first: (account, a new job ID, the job an earlier request with this
+        clientRequestToken made). IAM is checked on the new job's ARN before anything of the request is read."""
+        account = caller_of(ctx).account_id
+        job_id = new_id()
+        self.access.require(ctx, self.arn(account, kind, job_id))
+        return account, job_id, self.by_token(account, kind, client_token)
 
     def create(self, ctx: CallContext, kind: str, name: str, model_id: str, request: dict[str, Any], *,
                kms_key_ref: Any = None, tags: list[dict[str, str]] | None = None, client_token: Any = None,
@@ -129,17 +137,21 @@ class ModelJobs:
         """A job by ID, ARN or name, in the caller's account; IAM is checked on its ARN."""
         account = caller_of(ctx).account_id
         prefix = f"arn:aws:bedrock:{self.settings.region}:{account}:{RESOURCE[kind]}/"
-        if identifier.startswith("arn:"):
-            identifier = identifier[len(prefix):] if identifier.startswith(prefix) else "-"
         with self.sessions() as session:
-            scope = AccountScope(session, account)
-            row = scope.get(ModelJob, identifier)
-            if row is None or row.kind != kind:
-                row = scope.first(ModelJob, ModelJob.kind == kind, ModelJob.name == identifier)
+            row = lookup(AccountScope(session, account), ModelJob, kind, identifier, prefix)
         if row is None:
             raise NotFound(f"The {RESOURCE[kind].replace('-', ' ')} {identifier} does not exist")
         self.access.require(ctx, self.arn(account, kind, row.id))
         return self._record(account, row.id)
+
+    def locator(self, kind: str) -> Locate:
+        """Finds a job of this kind by ARN for TagResource and friends (core.tags)."""
+
+        def locate(ctx: CallContext, resource_arn: str) -> tuple[str, str]:
+            found = self.find(ctx, kind, resource_arn)
+            return found.row.account_id, found.row.id
+
+        return locate
 
     def list_jobs(self, ctx: CallContext, kind: str) -> list[JobRecord]:
         """Every job of a kind in the caller's account, oldest first (callers filter, sort and page)."""

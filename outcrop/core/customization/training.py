@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     import torch
 
 SEED = 0
-TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 MAX_TOKENS = 4096  # Bedrock's per-record limit (input plus output) at batch size 1
 TRAINING_METRICS_PATH = "training_artifacts/step_wise_training_metrics.csv"
 VALIDATION_METRICS_PATH = "validation_artifacts/post_fine_tuning_validation/validation_metrics.csv"
@@ -91,7 +90,7 @@ def train(base_gguf: str | Path, cache_dir: Path, train: list[Example], validati
         base.config.use_cache = False
         torch.manual_seed(SEED)  # LoRA's A init and dropout
         config = LoraConfig(r=hp.lora_rank, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout,
-                            target_modules=_targets(base), bias="none", task_type="CAUSAL_LM")
+                            target_modules=_targets(base, hp.lora_targets), bias="none", task_type="CAUSAL_LM")
         model = get_peft_model(base, config)
         if torch.cuda.is_available():
             model.to("cuda")
@@ -142,13 +141,13 @@ def _encode_all(examples: list[Example], tokenizer: Any, limit: int, source: str
     return encoded
 
 
-def _targets(model: Any) -> list[str]:
+def _targets(model: Any, wanted: tuple[str, ...]) -> list[str]:
     import torch
 
     present = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-    targets = [t for t in TARGET_MODULES if t in present]
+    targets = [t for t in wanted if t in present]
     if not targets:
-        raise ModelError(f"the base model has none of the LoRA target layers {', '.join(TARGET_MODULES)}")
+        raise ModelError(f"the base model has none of the LoRA target layers {', '.join(wanted)}")
     return targets
 
 

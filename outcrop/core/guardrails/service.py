@@ -23,6 +23,7 @@ from outcrop.core.accounts import caller_of
 from outcrop.core.governance import CallContext
 from outcrop.core.guardrails import config
 from outcrop.core.kms import KeyService
+from outcrop.core.tags import check_tags
 from outcrop.errors import Invalid, NotFound
 from outcrop.settings import Settings
 from outcrop.storage.repositories import AccountScope, unique
@@ -66,7 +67,7 @@ class GuardrailService:
         guardrail_id = "".join(secrets.choice(_ID) for _ in range(12))
         self.access.require(ctx, self.arn(account, guardrail_id))
         document = config.normalize(body)
-        tags = _tags(body.get("tags"))
+        tags = check_tags(body.get("tags"))
         key = self._key(account, body.get("kmsKeyId"))
         now = datetime.now(UTC)
         head = Guardrail(id=guardrail_id, name=document["name"], latest_version=0, tags=json.dumps(tags),
@@ -177,33 +178,15 @@ class GuardrailService:
             for key in [k for k in self._compiled if k[0] == account and k[1] == guardrail_id]:
                 del self._compiled[key]
 
-    # -- tags (TagResource, UntagResource, ListTagsForResource on guardrail ARNs) ----------------------------
+    # -- tags: TagResource and friends, through core.tags ---------------------------------------------------
 
-    def tags(self, ctx: CallContext, resource_arn: Any) -> list[dict[str, str]]:
-        with self.sessions() as session:
-            return list(json.loads(self._tagged(ctx, session, resource_arn).tags))
-
-    def tag(self, ctx: CallContext, resource_arn: Any, tags: Any, remove: Any = None) -> None:
-        with self.sessions.begin() as session:
-            head = self._tagged(ctx, session, resource_arn)
-            current = {t["key"]: t["value"] for t in json.loads(head.tags)}
-            if remove is not None:
-                if not isinstance(remove, list) or not all(isinstance(k, str) for k in remove):
-                    raise Invalid("tagKeys must be a list of strings")
-                for key in remove:
-                    current.pop(key, None)
-            else:
-                current.update({t["key"]: t["value"] for t in _tags(tags)})
-            if len(current) > 200:
-                raise Invalid("A resource can hold at most 200 tags")
-            head.tags = json.dumps([{"key": k, "value": v} for k, v in current.items()])
-
-    def _tagged(self, ctx: CallContext, session: Session, resource_arn: Any) -> Guardrail:
-        if not isinstance(resource_arn, str) or ":guardrail/" not in resource_arn:
-            raise Invalid("resourceARN must be the ARN of a guardrail (the only taggable bedrock resource here)")
+    def locate(self, ctx: CallContext, resource_arn: str) -> tuple[str, str]:
+        """(account, guardrail ID) of a guardrail ARN in the caller's account, IAM checked on it."""
         account, guardrail_id = self.parse(ctx, resource_arn)
         self.access.require(ctx, self.arn(account, guardrail_id))
-        return self._head(AccountScope(session, account), guardrail_id)
+        with self.sessions() as session:
+            self._head(AccountScope(session, account), guardrail_id)
+        return account, guardrail_id
 
     # -- runtime ----------------------------------------------------------------------------------------
 
@@ -284,17 +267,3 @@ def _version(version: str) -> str:
     if version != DRAFT and not (version.isdigit() and not version.startswith("0") and len(version) <= 8):
         raise Invalid(f"guardrailVersion must be DRAFT or a version number, not {version!r}")
     return version
-
-
-def _tags(tags: Any) -> list[dict[str, str]]:
-    if tags is None:
-        return []
-    if not isinstance(tags, list) or len(tags) > 200:
-        raise Invalid("tags must be a list of at most 200 {key, value} objects")
-    out = []
-    for tag in tags:
-        if not isinstance(tag, dict) or not isinstance(tag.get("key"), str) or not isinstance(tag.get("value"), str) \
-                or not 1 <= len(tag["key"]) <= 128 or len(tag["value"]) > 256:
-            raise Invalid("each tag needs a key of 1-128 characters and a value of at most 256")
-        out.append({"key": tag["key"], "value": tag["value"]})
-    return out

@@ -1,4 +1,4 @@
-"""Guardrails on Bedrock's wire: the control plane (bedrock), tagging, and ApplyGuardrail (bedrock-runtime)."""
+"""Guardrails on Bedrock's wire: the control plane (bedrock) and ApplyGuardrail (bedrock-runtime)."""
 
 from __future__ import annotations
 
@@ -68,26 +68,6 @@ async def delete_guardrail(request: Request, ctx: CallContext = Depends(operatio
     guardrails = services(request).guardrails.service
     guardrails.delete(ctx, _label(request), request.query_params.get("guardrailVersion"))
     return json_response({}, status=202)
-
-
-@router.post("/tagResource")
-async def tag_resource(request: Request, ctx: CallContext = Depends(operation("TagResource"))) -> Response:
-    body = parse_json(await request.body())
-    services(request).guardrails.service.tag(ctx, body.get("resourceARN"), body.get("tags"))
-    return json_response({})
-
-
-@router.post("/untagResource")
-async def untag_resource(request: Request, ctx: CallContext = Depends(operation("UntagResource"))) -> Response:
-    body = parse_json(await request.body())
-    services(request).guardrails.service.tag(ctx, body.get("resourceARN"), None, remove=body.get("tagKeys"))
-    return json_response({})
-
-
-@router.post("/listTagsForResource")
-async def list_tags(request: Request, ctx: CallContext = Depends(operation("ListTagsForResource"))) -> Response:
-    body = parse_json(await request.body())
-    return json_response({"tags": services(request).guardrails.service.tags(ctx, body.get("resourceARN"))})
 
 
 @router.post("/guardrail/{guardrail_id:path}/version/{version}/apply")
