@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     s3_region: str = "us-east-1"
     job_lease_s: float = Field(30.0, ge=1, description="a running job not heard of for this long lost its worker and is resumed")
+    fine_tuning_checkpoint_s: float = Field(60.0, ge=0, description="a fine-tuning job saves a checkpoint (sealed) at most this often; a resumed job picks up from its last one")
     kb_max_document_bytes: int = Field(50 * 1024 * 1024, ge=1, description="a larger source document fails its ingestion with a reason")
     kb_embed_batch: int = Field(64, ge=1, le=4096, description="chunks embedded per batch during ingestion")
     reranker_model_path: Path | None = Field(None, description="a sentence-transformers CrossEncoder folder; Rerank uses it instead of embedding similarity")

@@ -35,12 +35,12 @@ def test_every_operation_emits_exactly_one_event(world):  # noqa: F811 - the fix
     """The route table walked by a principal with no policy: each call is one AccessDenied event."""
     tag = f"audit-walk-{uuid.uuid4().hex[:8]}"
     names = world["names"]
-    for operation, method, path, body, _ in OPERATIONS:
+    for i, (operation, method, path, body, _) in enumerate(OPERATIONS):  # a row's index tells same-route rows apart
         call(world["nobody"], method, _fill(path, names), _fill(body, names) if body is not None else None,
-             agent=f"{tag}/{operation}/{method}/{path}")
+             agent=f"{tag}/{operation}/{method}/{path}#{i}")
     events = [e for e in trail(world["a"]) if (e.get("userAgent") or "").startswith(tag)]
     counts = Counter(e["userAgent"] for e in events)
-    expected = {f"{tag}/{op}/{method}/{path}" for op, method, path, _, _ in OPERATIONS}
+    expected = {f"{tag}/{op}/{method}/{path}#{i}" for i, (op, method, path, _, _) in enumerate(OPERATIONS)}
     assert set(counts) == expected, sorted(expected - set(counts))
     assert all(n == 1 for n in counts.values()), [k for k, n in counts.items() if n > 1]
     for event in events:

@@ -227,16 +227,16 @@ def test_a_killed_server_finishes_its_fine_tuning_job(tmp_path: Path, task: dict
     data = home / "files" / "train.jsonl"
     data.parent.mkdir(parents=True)
     shutil.copyfile(task["train"], data)
-    env = {"OUTCROP_JOB_LEASE_S": "3"}
+    env = {"OUTCROP_JOB_LEASE_S": "3", "OUTCROP_FINE_TUNING_CHECKPOINT_S": "0"}  # a checkpoint after every step
     server: LiveServer = start_server(home, free_port(), env)
     bedrock = server.client("bedrock")
     arn = bedrock.create_model_customization_job(
         jobName="survivor", customModelName="survivor", roleArn=ROLE, baseModelIdentifier=BASE,
         hyperParameters={"batchSize": "2", "maxSteps": "4"}, trainingDataConfig={"s3Uri": data.as_uri()},
         outputDataConfig={"s3Uri": (home / "files" / "out").as_uri()})["jobArn"]
-    deadline = time.monotonic() + 180
-    while (job := bedrock.get_model_customization_job(jobIdentifier=arn))["statusDetails"][
-            "trainingDetails"]["status"] != "InProgress":
+    deadline = time.monotonic() + 300
+    while not list((home / "blobs").rglob("model-*-checkpoint")):  # killed once it has something to resume from
+        job = bedrock.get_model_customization_job(jobIdentifier=arn)
         assert time.monotonic() < deadline and job["status"] == "InProgress", job
         time.sleep(0.2)
     server.process.send_signal(signal.SIGKILL)
@@ -248,6 +248,10 @@ def test_a_killed_server_finishes_its_fine_tuning_job(tmp_path: Path, task: dict
         assert job["status"] == "Completed", job.get("failureMessage")
         model = bedrock.get_custom_model(modelIdentifier=job["outputModelArn"])
         assert model["modelStatus"] == "Active"
+        folder = home / "files" / "out" / f"model-customization-job-{arn.rsplit('/', 1)[-1]}"
+        steps = (folder / "training_artifacts" / "step_wise_training_metrics.csv").read_text().splitlines()[1:]
+        assert [line.split(",")[0] for line in steps] == ["0", "1", "2", "3"]  # the resumed run's steps are all there
+        assert not list((home / "blobs").rglob("model-*-checkpoint"))  # and its checkpoint is gone
         reply = server.client("bedrock-runtime").converse(
             modelId=model["modelArn"], messages=[{"role": "user", "content": [{"text": Item("Peru", "PER").prompt}]}],
             inferenceConfig={"temperature": 0, "maxTokens": 8})

@@ -11,6 +11,7 @@ import pytest
 
 from outcrop.core.customization.datasets import Example, HyperParameters, Message
 from outcrop.core.customization.training import (
+    Checkpoints,
     StepMetrics,
     TrainingStopped,
     train,
@@ -87,7 +88,7 @@ def test_training_lowers_the_loss_and_writes_the_adapter(smollm2: Path, hf_cache
     assert seen[0].learning_rate == 2e-3 and seen[-1].learning_rate < seen[0].learning_rate  # linear decay
     config = json.loads((result.adapter_dir / "adapter_config.json").read_text())
     assert (config["r"], config["lora_alpha"]) == (8, 16)
-    assert set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj"}  # the default: attention
     assert (result.adapter_dir / "adapter_model.safetensors").stat().st_size > 1 << 20
 
 
@@ -100,6 +101,34 @@ def test_should_stop_stops_before_the_next_step(smollm2: Path, hf_cache: Path, t
               seen.append, lambda: len(seen) >= 2, threads=1)
     assert info.value.steps == 2 and len(seen) == 2
     assert not (tmp_path / "adapter").exists()
+
+
+@pytest.mark.slow
+def test_a_run_cut_short_resumes_from_its_checkpoint(smollm2: Path, hf_cache: Path, tmp_path: Path) -> None:
+    """Stopped after 4 of 6 steps (past an epoch boundary) and resumed: the same losses and the same adapter as
+    a run that was never interrupted (dropout, data order and the optimizer's moments all carried over)."""
+    from safetensors.numpy import load_file
+
+    training, _ = countries()
+    hp = HyperParameters(epoch_count=2, batch_size=4, learning_rate=2e-3)  # 12 records: 3 steps an epoch
+    whole: list[StepMetrics] = []
+    train(smollm2, hf_cache, training[:12], None, hp, tmp_path / "whole", whole.append, lambda: False, threads=1)
+    saved: list[bytes] = []
+    store = Checkpoints(lambda: saved[-1] if saved else None, saved.append, every_s=0)
+    first: list[StepMetrics] = []
+    with pytest.raises(TrainingStopped):
+        train(smollm2, hf_cache, training[:12], None, hp, tmp_path / "cut", first.append, lambda: len(first) >= 4,
+              threads=1, checkpoints=store)
+    assert len(saved) == 4  # after each step but the last
+    resumed: list[StepMetrics] = []
+    result = train(smollm2, hf_cache, training[:12], None, hp, tmp_path / "resumed", resumed.append, lambda: False,
+                   threads=1, checkpoints=store)
+    assert resumed[:4] == first and [m.step for m in resumed] == list(range(6)) and len(saved) == 5
+    assert [m.epoch for m in resumed] == [0, 0, 0, 1, 1, 1]
+    assert [m.training_loss for m in resumed] == pytest.approx([m.training_loss for m in whole], rel=1e-5)
+    assert [m.learning_rate for m in resumed] == pytest.approx([m.learning_rate for m in whole])
+    a, b = (load_file(str(d / "adapter_model.safetensors")) for d in (tmp_path / "whole", result.adapter_dir))
+    assert a.keys() == b.keys() and all(abs(a[k] - b[k]).max() < 1e-5 for k in a)
 
 
 @pytest.mark.slow

@@ -192,6 +192,8 @@ class CustomizationJobs:
             self.models.fail(run.account_id, model_id, message)
             self.records.ended(run.account_id, run.id)
             raise
+        finally:  # only a run cut short (its process gone, none of this ran) keeps its checkpoint, to resume
+            self.models.drop_checkpoint(run.account_id, model_id)
         self.records.ended(run.account_id, run.id)
 
     def _train(self, run: JobRun, record: JobRecord, req: dict[str, Any], model_id: str) -> None:
@@ -213,8 +215,9 @@ class CustomizationJobs:
 
         def on_step(metrics: Any) -> None:
             steps.append(metrics)
-            history = run.progress.setdefault("history", [])
-            history[:] = history[-999:] + [[metrics.step + 1, round(metrics.training_loss, 5)]]
+            history = run.progress.setdefault("history", [])  # a resumed run reports its steps again
+            history[:] = [h for h in history if h[0] <= metrics.step][-999:] + [
+                [metrics.step + 1, round(metrics.training_loss, 5)]]
             values = {"stage": "training", "step": metrics.step + 1, "epoch": metrics.epoch + 1,
                       "trainingLoss": metrics.training_loss}
             if metrics.validation_loss is not None:
@@ -227,9 +230,15 @@ class CustomizationJobs:
             try:
                 # On a thread of its own: torch's OpenMP team would otherwise outlive the run on this worker
                 # thread and halve llama.cpp's decode speed (engines.openmp).
+                account = run.account_id
+                checkpoints = training.Checkpoints(
+                    lambda: self.models.load_checkpoint(account, model_id),
+                    lambda data: self.models.save_checkpoint(account, model_id, data),
+                    self.settings.fine_tuning_checkpoint_s)
                 result = on_own_thread(lambda: training.train(
                     str(base), self.settings.model_cache / "hf", train, validation or None, hyper,
-                    Path(scratch) / "adapter", on_step, run.should_stop, threads=self.settings.effective_threads))
+                    Path(scratch) / "adapter", on_step, run.should_stop, threads=self.settings.effective_threads,
+                    checkpoints=checkpoints))
             except training.TrainingStopped:
                 raise Stopped() from None
             run.report(force=True, stage="packaging")

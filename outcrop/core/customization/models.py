@@ -64,11 +64,7 @@ class CustomModels:
     def activate(self, account: str, model_id: str, files: dict[str, bytes], serving: str,
                  architecture: str | None = None, details: dict[str, Any] | None = None) -> None:
         """Seal and store the weights, then mark the model Active (in that order: a crash leaves it Creating)."""
-        with self.sessions() as session:
-            row = AccountScope(session, account).get(CustomModel, model_id)
-            if row is None:
-                raise NotFound(f"The model {model_id} does not exist")
-            key = row.kms_key
+        key = self._key(account, model_id)
         stored = {}
         for role, data in files.items():
             blob = f"model-{model_id}-{role}"
@@ -84,6 +80,29 @@ class CustomModels:
                 row.sealed = self._seal(account, model_id, {**self._details(row), **details}, row.kms_key)
             row.blobs, row.status, row.serving, row.architecture = json.dumps(stored), "Active", serving, architecture
             row.updated_at = datetime.now(UTC)
+
+    # -- a training job's checkpoint, sealed like the model it becomes -------------------------------------
+
+    def save_checkpoint(self, account: str, model_id: str, data: bytes) -> None:
+        sealed = self.keys.seal(account, data, f"model:{model_id}:checkpoint", self._key(account, model_id))
+        self.blobs.put(account, f"model-{model_id}-checkpoint", sealed)
+
+    def load_checkpoint(self, account: str, model_id: str) -> bytes | None:
+        try:
+            sealed = self.blobs.get(account, f"model-{model_id}-checkpoint")
+        except FileNotFoundError:
+            return None
+        return self.keys.open(account, sealed, f"model:{model_id}:checkpoint")
+
+    def drop_checkpoint(self, account: str, model_id: str) -> None:
+        self.blobs.delete(account, f"model-{model_id}-checkpoint")
+
+    def _key(self, account: str, model_id: str) -> str | None:
+        with self.sessions() as session:
+            row = AccountScope(session, account).get(CustomModel, model_id)
+            if row is None:
+                raise NotFound(f"The model {model_id} does not exist")
+            return row.kms_key
 
     def fail(self, account: str, model_id: str, message: str) -> None:
         with self.sessions.begin() as session:

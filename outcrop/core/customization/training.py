@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import math
 import random
@@ -55,6 +56,20 @@ class StepMetrics:
 
 
 @dataclass(frozen=True)
+class Checkpoints:
+    """Where a run keeps its progress, so a run cut short (its server killed) resumes instead of starting over.
+
+    `load()` gives the last saved checkpoint or None; `save(data)` replaces it. A checkpoint is written after a
+    step once `every_s` seconds have passed since the last one (0: after every step but the last); it holds the
+    adapter, the optimizer's and scheduler's state, torch's RNG (dropout) and the steps so far.
+    """
+
+    load: Callable[[], bytes | None]
+    save: Callable[[bytes], None]
+    every_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class TrainResult:
     adapter_dir: Path  # peft's adapter_config.json + adapter_model.safetensors
     steps: int
@@ -73,9 +88,11 @@ class Encoded:
 
 def train(base_gguf: str | Path, cache_dir: Path, train: list[Example], validation: list[Example] | None,
           hp: HyperParameters, out_dir: Path, on_step: Callable[[StepMetrics], None],
-          should_stop: Callable[[], bool], threads: int | None = None) -> TrainResult:
+          should_stop: Callable[[], bool], threads: int | None = None,
+          checkpoints: Checkpoints | None = None) -> TrainResult:
     """Train a LoRA adapter on `train` and save it to `out_dir`; raises TrainingStopped when should_stop() says so,
-    Invalid when a record is longer than the model allows."""
+    Invalid when a record is longer than the model allows. With `checkpoints`, a run resumes from the last one
+    (on_step is called again for the steps it holds)."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -95,7 +112,7 @@ def train(base_gguf: str | Path, cache_dir: Path, train: list[Example], validati
         if torch.cuda.is_available():
             model.to("cuda")
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        history = _run(model, train_set, valid_set, hp, int(pad_id), on_step, should_stop)
+        history = _run(model, train_set, valid_set, hp, int(pad_id), on_step, should_stop, checkpoints)
         out_dir.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(str(out_dir))
     last = history[-1]
@@ -152,7 +169,8 @@ def _targets(model: Any, wanted: tuple[str, ...]) -> list[str]:
 
 
 def _run(model: Any, train_set: list[Encoded], valid_set: list[Encoded] | None, hp: HyperParameters, pad_id: int,
-         on_step: Callable[[StepMetrics], None], should_stop: Callable[[], bool]) -> list[StepMetrics]:
+         on_step: Callable[[StepMetrics], None], should_stop: Callable[[], bool],
+         checkpoints: Checkpoints | None = None) -> list[StepMetrics]:
     import torch
 
     per_epoch = math.ceil(len(train_set) / hp.batch_size)
@@ -160,12 +178,20 @@ def _run(model: Any, train_set: list[Encoded], valid_set: list[Encoded] | None, 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(hp.warmup_steps, total))
-    rng = random.Random(SEED)
-    history: list[StepMetrics] = []
+    rng = random.Random(SEED)  # the batch order: replayed from the seed on a resume
+    history = _resume(checkpoints, model, optimizer, scheduler)
+    for metrics in history:
+        on_step(metrics)
+    saved = time.monotonic()
     model.train()
     for epoch in range(hp.epoch_count):
         batches = _batches(train_set, hp.batch_size, rng)
-        for i, batch in enumerate(batches[: total - len(history)]):
+        done = len(history) - epoch * per_epoch  # of this epoch's batches, in an earlier run
+        if done >= len(batches):
+            continue
+        for i, batch in enumerate(batches[: total - len(history) + max(done, 0)]):
+            if i < done:
+                continue
             if should_stop():
                 raise TrainingStopped(len(history))
             rate = float(scheduler.get_last_lr()[0])
@@ -177,9 +203,40 @@ def _run(model: Any, train_set: list[Encoded], valid_set: list[Encoded] | None, 
                                   None if valid is None else _perplexity(valid))
             history.append(metrics)
             on_step(metrics)
+            if checkpoints is not None and len(history) < total and time.monotonic() - saved >= checkpoints.every_s:
+                checkpoints.save(_checkpoint(model, optimizer, scheduler, history))
+                saved = time.monotonic()
         if len(history) >= total:
             break
     return history
+
+
+def _checkpoint(model: Any, optimizer: Any, scheduler: Any, history: list[StepMetrics]) -> bytes:
+    import torch
+    from peft import get_peft_model_state_dict
+
+    state = {"adapter": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+             "history": [list(dataclasses.astuple(m)) for m in history]}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def _resume(checkpoints: Checkpoints | None, model: Any, optimizer: Any, scheduler: Any) -> list[StepMetrics]:
+    """The steps an earlier run of this job made, its state put back; [] when there is no checkpoint."""
+    import torch
+    from peft import set_peft_model_state_dict
+
+    data = checkpoints.load() if checkpoints is not None else None
+    if not data:
+        return []
+    state = torch.load(io.BytesIO(data), map_location=_device(model), weights_only=True)
+    set_peft_model_state_dict(model, state["adapter"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    return [StepMetrics(*row) for row in state["history"]]
 
 
 def _train_step(model: Any, optimizer: Any, params: list[Any], batch: dict[str, torch.Tensor]) -> tuple[float, int]:
