@@ -14,7 +14,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from outcrop.core.accounts import caller_of
 from outcrop.core.governance import CallContext
 from outcrop.errors import Invalid, NotFound
 from outcrop.storage.repositories import AccountScope
@@ -80,7 +79,6 @@ class Tags:
             row.tags = json.dumps([{"key": k, "value": v} for k, v in current.items()])
 
     def _locate(self, ctx: CallContext, resource_arn: Any) -> tuple[type[Any], str, str]:
-        caller_of(ctx)
         match = _ARN.match(resource_arn) if isinstance(resource_arn, str) else None
         if match is None:
             raise Invalid(f"resourceARN must be a Bedrock resource ARN, got {resource_arn!r}")

@@ -18,21 +18,8 @@ from outcrop.core.jobs import JobRun, JobService
 from outcrop.core.objects import ObjectStore, parse_uri
 from outcrop.errors import Invalid, Throttled
 from outcrop.settings import Settings
-from outcrop.storage.db import make_engine, migrate, session_factory
-from outcrop.storage.repositories import Accounts
-from outcrop.storage.tables import Account, Job, ModelJob
-
-ACCOUNT = "123456789012"
-
-
-@pytest.fixture
-def jobs(tmp_path: Path) -> JobService:
-    engine = make_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
-    migrate(engine)
-    sessions = session_factory(engine)
-    with sessions.begin() as session:
-        Accounts(session).add(Account(id=ACCOUNT, name="a", created_at=datetime.now(UTC)))
-    return JobService(sessions, poll_s=0.05)
+from outcrop.storage.tables import Job, ModelJob
+from tests.unit.conftest import JOBS_ACCOUNT as ACCOUNT
 
 
 class Scripted:

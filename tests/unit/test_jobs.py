@@ -11,21 +11,8 @@ from sqlalchemy import update
 
 from outcrop.core.jobs import MAX_ATTEMPTS, TRAINING_LANE, JobRun, JobService
 from outcrop.errors import Conflict, Invalid, NotFound
-from outcrop.storage.db import make_engine, migrate, session_factory
-from outcrop.storage.repositories import Accounts
-from outcrop.storage.tables import Account, Job
-
-ACCOUNT = "123456789012"
-
-
-@pytest.fixture
-def jobs(tmp_path) -> JobService:
-    engine = make_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
-    migrate(engine)
-    sessions = session_factory(engine)
-    with sessions.begin() as session:
-        Accounts(session).add(Account(id=ACCOUNT, name="a", created_at=datetime.now(UTC)))
-    return JobService(sessions, poll_s=0.05)
+from outcrop.storage.tables import Job
+from tests.unit.conftest import JOBS_ACCOUNT as ACCOUNT
 
 
 def test_a_job_runs_once_and_reports_progress(jobs: JobService) -> None:

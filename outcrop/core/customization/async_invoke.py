@@ -8,34 +8,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from typing import Any
 
 from outcrop.core.access import model_arn
-from outcrop.core.customization.invocation import RecordRunner, abandon_if, context_of, creator, invoke
-from outcrop.core.customization.records import JobRecord, ModelJobs, filtered, iso, page
+from outcrop.core.customization.invocation import (
+    InvocationService,
+    RecordRunner,
+    abandon_if,
+    context_of,
+    creator,
+    invoke,
+)
+from outcrop.core.customization.records import JobRecord, filtered, iso, page
 from outcrop.core.governance import CallContext
-from outcrop.core.inference import InferenceService
 from outcrop.core.jobs import JobRun
 from outcrop.core.objects import ObjectStore, parse_uri
 from outcrop.core.tags import check_tags
 from outcrop.errors import Invalid
-from outcrop.settings import Settings
 
 STATUS = {"queued": "InProgress", "running": "InProgress", "stopping": "InProgress", "completed": "Completed",
           "failed": "Failed", "stopped": "Failed"}
 _OUTPUT_URI = "outputDataConfig.s3OutputDataConfig.s3Uri"
 
 
-class AsyncInvokes:
+class AsyncInvokes(InvocationService):
     KIND = "async"
-
-    def __init__(self, settings: Settings, records: ModelJobs, inference: InferenceService,
-                 closing: threading.Event) -> None:
-        self.settings = settings
-        self.records = records
-        self.inference = inference
-        self.closing = closing
 
     def start(self, ctx: CallContext, body: dict[str, Any]) -> dict[str, Any]:
         account, invocation_id, retried = self.records.opening(ctx, self.KIND, body.get("clientRequestToken"))
@@ -54,9 +51,8 @@ class AsyncInvokes:
         self.inference.resolve_for(ctx, model_id)
         request = {"creator": creator(ctx), "modelInput": body["modelInput"], "outputDataConfig": {
             "s3OutputDataConfig": {k: target[k] for k in ("s3Uri", "kmsKeyId", "bucketOwner") if target.get(k)}}}
-        record = self.records.create(ctx, self.KIND, invocation_id, model_id, request,
-                                     tags=check_tags(body.get("tags")), client_token=body.get("clientRequestToken"),
-                                     job_id=invocation_id)
+        record = self.records.create(ctx, self.KIND, invocation_id, invocation_id, model_id, request,
+                                     tags=check_tags(body.get("tags")), client_token=body.get("clientRequestToken"))
         return {"invocationArn": self.records.arn(account, self.KIND, record.row.id)}
 
     def get(self, ctx: CallContext, invocation_arn: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from typing import Any
 from outcrop.core.customization.async_invoke import AsyncInvokes
 from outcrop.core.customization.invocation import (
     INVOCATION_TYPES,
+    InvocationService,
     RecordResult,
     RecordRunner,
     abandon_if,
@@ -54,14 +55,7 @@ _OUTPUT_URI = "outputDataConfig.s3OutputDataConfig.s3Uri"
 _RECORD_ID = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-class BatchJobs:
-    def __init__(self, settings: Settings, records: ModelJobs, inference: InferenceService,
-                 closing: threading.Event) -> None:
-        self.settings = settings
-        self.records = records
-        self.inference = inference
-        self.closing = closing
-
+class BatchJobs(InvocationService):
     # -- the API --------------------------------------------------------------------------------------
 
     def create(self, ctx: CallContext, body: dict[str, Any]) -> dict[str, Any]:
@@ -74,8 +68,8 @@ class BatchJobs:
             raise Invalid("modelId is required")
         request = self._request(ctx, body)
         self.inference.resolve_for(ctx, model_id)  # an unknown model is ResourceNotFound now, not a failed job later
-        record = self.records.create(ctx, KIND, name, model_id, request, tags=check_tags(body.get("tags")),
-                                     client_token=body.get("clientRequestToken"), job_id=job_id)
+        record = self.records.create(ctx, KIND, job_id, name, model_id, request, tags=check_tags(body.get("tags")),
+                                     client_token=body.get("clientRequestToken"))
         return {"jobArn": self.records.arn(account, KIND, record.row.id)}
 
     def get(self, ctx: CallContext, identifier: str) -> dict[str, Any]:

@@ -116,9 +116,9 @@ class CustomizationJobs:
                    **({"validationDataConfig": request["validationDataConfig"]} if validation else {})}
         pending = self.models.pending(model_id, "custom", model_name, base.model_id, job_id, details, account, key,
                                       model_tags)
-        record = self.records.create(ctx, KIND, job_name, base.model_id, request, kms_key_ref=key_ref,
+        record = self.records.create(ctx, KIND, job_id, job_name, base.model_id, request, kms_key_ref=key_ref,
                                      tags=job_tags, client_token=body.get("clientRequestToken"),
-                                     output_model=model_id, also=(pending,), job_id=job_id)
+                                     output_model=model_id, also=(pending,))
         return {"jobArn": self.records.arn(account, KIND, record.row.id)}
 
     def get(self, ctx: CallContext, identifier: str) -> dict[str, Any]:

@@ -56,10 +56,10 @@ class ModelImports:
                    "modelDataSource": request["modelDataSource"]}
         pending = self.models.pending(model_id, "imported", model_name, None, job_id, details, account, key,
                                       check_tags(body.get("importedModelTags"), "importedModelTags"))
-        record = self.records.create(ctx, KIND, job_name, where.uri, request, kms_key_ref=key_ref,
+        record = self.records.create(ctx, KIND, job_id, job_name, where.uri, request, kms_key_ref=key_ref,
                                      tags=check_tags(body.get("jobTags"), "jobTags"),
                                      client_token=body.get("clientRequestToken"), output_model=model_id,
-                                     also=(pending,), job_id=job_id)
+                                     also=(pending,))
         return {"jobArn": self.records.arn(account, KIND, record.row.id)}
 
     def get(self, ctx: CallContext, identifier: str) -> dict[str, Any]:

@@ -14,10 +14,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from outcrop.core.customization.records import ModelJobs
 from outcrop.core.governance import CallContext
 from outcrop.core.identity import Caller
+from outcrop.core.inference import InferenceService
 from outcrop.errors import Invalid, Throttled
 from outcrop.ids import request_id
+from outcrop.settings import Settings
 from outcrop.storage.repositories import AuthLookup
 
 INVOCATION_TYPES = ("InvokeModel", "Converse")
@@ -37,6 +40,18 @@ class RecordResult:
 # (context, model ID, invocation type, body) → the result. It raises Throttled to have the call retried later;
 # every other failure comes back as the result's error.
 RecordRunner = Callable[[CallContext, str, str, dict[str, Any]], Awaitable[RecordResult]]
+
+
+class InvocationService:
+    """What batch jobs and async invokes share: the settings, the job records, the inference service that
+    resolves their models, and the server's closing flag (a running job stops taking records when it is set)."""
+
+    def __init__(self, settings: Settings, records: ModelJobs, inference: InferenceService,
+                 closing: threading.Event) -> None:
+        self.settings = settings
+        self.records = records
+        self.inference = inference
+        self.closing = closing
 
 
 def creator(ctx: CallContext) -> dict[str, Any]:

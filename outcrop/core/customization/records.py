@@ -98,14 +98,14 @@ class ModelJobs:
         self.access.require(ctx, self.arn(account, kind, job_id))
         return account, job_id, self.by_token(account, kind, client_token)
 
-    def create(self, ctx: CallContext, kind: str, name: str, model_id: str, request: dict[str, Any], *,
+    def create(self, ctx: CallContext, kind: str, job_id: str, name: str, model_id: str, request: dict[str, Any], *,
                kms_key_ref: Any = None, tags: list[dict[str, str]] | None = None, client_token: Any = None,
-               output_model: str | None = None, also: Sequence[Any] = (), job_id: str | None = None) -> JobRecord:
-        """Queue a job and write its record (and `also` rows) at once. A repeated clientRequestToken returns the
-        job it created the first time, as Bedrock does; a name in use is a ConflictException."""
+               output_model: str | None = None, also: Sequence[Any] = ()) -> JobRecord:
+        """Queue the job `opening()` named and write its record (and `also` rows) at once. A repeated
+        clientRequestToken returns the job it created the first time, as Bedrock does; a name in use is a
+        ConflictException."""
         account = caller_of(ctx).account_id
-        job_id = job_id or new_id()
-        self.access.require(ctx, self.arn(account, kind, job_id))
+        # Looked up again: a client's retry tends to arrive while its first request is still being validated.
         earlier = self.by_token(account, kind, client_token)
         if earlier is not None:
             return earlier
